@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# ModelZoo launch script: Faster_RCNN_ID0101_for_PyTorch, multinodes, performance run (PERF_ONLY, no evaluation).
+# usage: bash test/train_faster_rcnn_performance_multinodes.sh --data_path=/data/coco [--batch_size=64] [--train_steps=3000] [--device=npu|cuda|cpu] ...
+NETWORK="Faster_RCNN_ID0101_for_PyTorch"
+CONFIG_FILE="configs/COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
+MODE=perf
+TOPOLOGY=multinodes
+DEFAULT_BATCH=64
+DEFAULT_STEPS="3000"
+BASE_BATCH=8
+BASE_LR=0.0025
+NUM_WORKERS=8
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mm_main "$@"
