@@ -1,0 +1,43 @@
+"""Data: transforms, dataset catalogs, COCO loading, the dataset mapper, samplers and loaders.
+
+Datasets live under ``$MASKRCNN_MULTI_DATASETS`` (default ``./datasets``): the synthetic shapes set in
+``<root>/shapes`` (generated on first load), COCO 2017 in ``<root>/coco``; both are registered on
+import (see ``builtin.py``).
+"""
+from .build import (
+    AspectRatioGroupedDataset,
+    MapDataset,
+    build_detection_test_loader,
+    build_detection_train_loader,
+    filter_images_without_annotations,
+    get_detection_dataset_dicts,
+    trivial_batch_collator,
+)
+from .catalog import DatasetCatalog, Metadata, MetadataCatalog, datasets_root
+from .coco import DatasetError, load_coco_json, read_coco_json, register_coco_2017, register_coco_instances
+from .dataset_mapper import DatasetMapper
+from .detection_utils import (
+    BadImageError,
+    annotations_to_instances,
+    build_augmentation,
+    check_image_size,
+    filter_empty_instances,
+    read_image,
+    transform_instance_annotations,
+)
+from .samplers import InferenceSampler, TrainingSampler
+from .transforms import (
+    HFlipTransform,
+    NoOpTransform,
+    RandomFlip,
+    ResizeShortestEdge,
+    ResizeTransform,
+    Transform,
+    TransformGen,
+    TransformList,
+    apply_transform_gens,
+)
+from .synthetic import ensure_synthetic, generate_shapes_dataset, register_synthetic
+from .builtin import register_all_builtin
+
+register_all_builtin()

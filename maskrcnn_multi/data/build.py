@@ -1,0 +1,191 @@
+"""Data loaders: dataset dicts from the catalog -> mapped, batched model inputs (plain torch.utils.data).
+
+Training: infinite, seeded, rank-sharded; per-rank batch = SOLVER.IMS_PER_BATCH // world size, batches
+of one orientation with DATALOADER.ASPECT_RATIO_GROUPING; an unreadable image is skipped with a
+warning naming it. Inference: every image exactly once across ranks, one per batch, errors propagate.
+"""
+import logging
+import random
+from typing import Callable, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset
+
+from .catalog import DatasetCatalog
+from .dataset_mapper import DatasetMapper
+from .detection_utils import BadImageError
+from .samplers import InferenceSampler, TrainingSampler, rank_and_world_size
+
+__all__ = [
+    "get_detection_dataset_dicts",
+    "filter_images_without_annotations",
+    "MapDataset",
+    "AspectRatioGroupedDataset",
+    "build_detection_train_loader",
+    "build_detection_test_loader",
+    "trivial_batch_collator",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def filter_images_without_annotations(dataset_dicts: List[dict]) -> List[dict]:
+    """Keep images with at least one non-crowd annotation; logs how many were removed."""
+    kept = [d for d in dataset_dicts if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", []))]
+    removed = len(dataset_dicts) - len(kept)
+    logger.info("Removed %d images with no usable annotations. %d images left.", removed, len(kept))
+    return kept
+
+
+def get_detection_dataset_dicts(names: Sequence[str], filter_empty: bool = True) -> List[dict]:
+    """Concatenate the dicts of the named datasets; with ``filter_empty`` drop images without annotations.
+
+    Raises ValueError naming the dataset when one is empty (or nothing is left after filtering).
+    """
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise ValueError("no dataset named (DATASETS.TRAIN / DATASETS.TEST is empty)")
+    dataset_dicts: List[dict] = []
+    for name in names:
+        dicts = DatasetCatalog.get(name)
+        if len(dicts) == 0:
+            raise ValueError(f"dataset '{name}' is empty (no images)")
+        dataset_dicts.extend(dicts)
+    has_annotations = "annotations" in dataset_dicts[0]
+    if filter_empty and has_annotations:
+        dataset_dicts = filter_images_without_annotations(dataset_dicts)
+        if len(dataset_dicts) == 0:
+            raise ValueError(f"dataset(s) {', '.join(names)} have no image with annotations left to train on")
+    return dataset_dicts
+
+
+class MapDataset(Dataset):
+    """``mapper(dataset_dicts[i])``; with ``skip_bad_images`` an unreadable image is skipped (warning
+    naming it, remembered) and the next index is mapped instead."""
+
+    def __init__(self, dataset_dicts: List[dict], mapper: Callable[[dict], dict], skip_bad_images: bool = False):
+        self._dataset_dicts = dataset_dicts
+        self._mapper = mapper
+        self._skip_bad_images = skip_bad_images
+        self._bad_indices = set()
+
+    def __len__(self) -> int:
+        return len(self._dataset_dicts)
+
+    def __getitem__(self, index: int) -> dict:
+        if not self._skip_bad_images:
+            return self._mapper(self._dataset_dicts[index])
+        for offset in range(len(self)):
+            current = (index + offset) % len(self)
+            if current in self._bad_indices:
+                continue
+            try:
+                return self._mapper(self._dataset_dicts[current])
+            except BadImageError as error:
+                self._bad_indices.add(current)
+                logger.warning("skipping image in training: %s", error)
+        raise RuntimeError(f"no readable image among the {len(self)} images of the training set")
+
+
+class AspectRatioGroupedDataset(IterableDataset):
+    """Groups a stream of mapped dicts into batches of ``batch_size`` with the same orientation
+    (width > height or not), so padding a batch wastes little."""
+
+    def __init__(self, dataset, batch_size: int):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self._buckets: List[List[dict]] = [[], []]
+
+    def __iter__(self) -> Iterator[List[dict]]:
+        for mapped in self.dataset:
+            height, width = mapped["image"].shape[-2:]
+            bucket = self._buckets[0 if width > height else 1]
+            bucket.append(mapped)
+            if len(bucket) == self.batch_size:
+                batch = bucket[:]
+                bucket.clear()
+                yield batch
+
+
+def trivial_batch_collator(batch: List[dict]) -> List[dict]:
+    """Batches are lists of dicts; the model pads them (ImageList)."""
+    return batch
+
+
+def _first_item(batch: List[dict]) -> dict:
+    return batch[0]
+
+
+def _seed_worker(worker_id: int) -> None:
+    """numpy and random in a worker follow torch's per-worker seed (distinct, reproducible)."""
+    seed = torch.initial_seed() % 2**31
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def per_rank_batch_size(total_batch_size: int) -> int:
+    """SOLVER.IMS_PER_BATCH split over ranks; must divide evenly."""
+    _, world_size = rank_and_world_size()
+    if total_batch_size <= 0 or total_batch_size % world_size != 0:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of "
+            f"processes ({world_size})"
+        )
+    return total_batch_size // world_size
+
+
+def build_detection_train_loader(
+    cfg,
+    mapper: Optional[Callable[[dict], dict]] = None,
+    dataset_dicts: Optional[List[dict]] = None,
+    seed: Optional[int] = None,
+) -> Iterator[List[dict]]:
+    """An infinite iterable of training batches (lists of mapped dicts), per-rank size
+    SOLVER.IMS_PER_BATCH // world size, from DATASETS.TRAIN with DATALOADER.* settings.
+
+    ``seed`` defaults to cfg.SEED when it is >= 0 (else one random seed shared by the ranks).
+    """
+    if dataset_dicts is None:
+        dataset_dicts = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+        )
+    mapper = mapper if mapper is not None else DatasetMapper.from_config(cfg, is_train=True)
+    sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
+    if sampler_name != "TrainingSampler":
+        raise ValueError(f"unknown DATALOADER.SAMPLER_TRAIN {sampler_name!r} (choose from: TrainingSampler)")
+    if seed is None and cfg.get("SEED", -1) >= 0:
+        seed = cfg.SEED
+    sampler = TrainingSampler(len(dataset_dicts), shuffle=True, seed=seed)
+    dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=True)
+    batch_size = per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH)
+    num_workers = cfg.DATALOADER.NUM_WORKERS
+    logger.info("Training loader: %d images, %d per batch on this rank, %d workers", len(dataset), batch_size, num_workers)
+    if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
+        single_images = DataLoader(
+            dataset, sampler=sampler, batch_size=1, num_workers=num_workers,
+            collate_fn=_first_item, worker_init_fn=_seed_worker,
+        )
+        return AspectRatioGroupedDataset(single_images, batch_size)
+    return DataLoader(
+        dataset,
+        batch_sampler=BatchSampler(sampler, batch_size, drop_last=True),
+        num_workers=num_workers,
+        collate_fn=trivial_batch_collator,
+        worker_init_fn=_seed_worker,
+    )
+
+
+def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callable[[dict], dict]] = None) -> DataLoader:
+    """Batches of one mapped dict per rank, each image of ``dataset_name`` seen exactly once across
+    ranks. An unreadable image raises an error naming it."""
+    dataset_dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    mapper = mapper if mapper is not None else DatasetMapper.from_config(cfg, is_train=False)
+    dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=False)
+    return DataLoader(
+        dataset,
+        batch_sampler=BatchSampler(InferenceSampler(len(dataset)), 1, drop_last=False),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=trivial_batch_collator,
+    )

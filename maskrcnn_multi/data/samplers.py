@@ -1,0 +1,82 @@
+"""Samplers: an infinite, seeded, rank-sharded stream for training; exact once-each shards for inference."""
+import itertools
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+__all__ = ["TrainingSampler", "InferenceSampler", "rank_and_world_size", "shared_random_seed"]
+
+
+def rank_and_world_size() -> Tuple[int, int]:
+    """(rank, world size) of torch.distributed when initialised, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shared_random_seed() -> int:
+    """A random seed drawn on rank 0 and shared by every rank (so all shuffle alike)."""
+    seed = int(torch.randint(2**31, (1,)).item())
+    _, world_size = rank_and_world_size()
+    if world_size > 1:
+        holder: List[Optional[int]] = [seed]
+        dist.broadcast_object_list(holder, src=0)
+        seed = int(holder[0])
+    return seed
+
+
+class TrainingSampler(Sampler):
+    """Yields dataset indices forever: each pass is a fresh permutation (or 0..size-1 without shuffle)
+    drawn from a generator seeded with ``seed``; rank r of W takes items r, r+W, r+2W, ...
+
+    Every rank must use the same ``seed`` (``None`` draws one shared across ranks).
+    """
+
+    def __init__(self, size: int, shuffle: bool = True, seed: Optional[int] = None):
+        if not isinstance(size, int) or size <= 0:
+            raise ValueError(f"TrainingSampler needs a positive dataset size, got {size!r}")
+        self._size = size
+        self._shuffle = shuffle
+        self._seed = int(seed) if seed is not None else shared_random_seed()
+        self._rank, self._world_size = rank_and_world_size()
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+
+    def _infinite_indices(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self._seed)
+        while True:
+            if self._shuffle:
+                yield from torch.randperm(self._size, generator=generator).tolist()
+            else:
+                yield from range(self._size)
+
+
+class InferenceSampler(Sampler):
+    """Splits 0..size-1 into contiguous shards, one per rank, so every index is seen exactly once.
+
+    The first ``size % world_size`` ranks get one extra index.
+    """
+
+    def __init__(self, size: int):
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"InferenceSampler needs a non-negative dataset size, got {size!r}")
+        self._size = size
+        rank, world_size = rank_and_world_size()
+        self._local_indices = range(*self._shard_bounds(size, rank, world_size))
+
+    @staticmethod
+    def _shard_bounds(size: int, rank: int, world_size: int) -> Tuple[int, int]:
+        base, extra = divmod(size, world_size)
+        shard_sizes = [base + int(r < extra) for r in range(world_size)]
+        begin = sum(shard_sizes[:rank])
+        return begin, begin + shard_sizes[rank]
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self._local_indices
+
+    def __len__(self) -> int:
+        return len(self._local_indices)

@@ -1,0 +1,16 @@
+"""A synthetic COCO-format instance set: coloured rectangles, ellipses and triangles.
+
+Same scheme as the reference set the detectron2 baseline was trained on (categories 1 rectangle,
+2 ellipse, 3 triangle; polygon masks). Output is a pure function of the seed.
+
+Where it goes: ``<root>/annotations/instances_{train,val}.json``, ``<root>/train``, ``<root>/val``, with
+root ``$MASKRCNN_MULTI_DATASETS/shapes`` (default ``./datasets/shapes``). "shapes_train" and
+"shapes_val" are registered there when ``maskrcnn_multi.data`` is imported, and the set is generated
+the first time either is loaded (400 train / 40 val images, seed 0).
+
+CLI: ``python -m maskrcnn_multi.data.synthetic --output DIR --num-train N --num-val M --seed S``
+"""
+from .register import default_root, ensure_synthetic, register_synthetic
+from .shapes import CATEGORIES, generate_shapes_dataset
+
+__all__ = ["CATEGORIES", "default_root", "ensure_synthetic", "generate_shapes_dataset", "register_synthetic"]

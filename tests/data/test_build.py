@@ -1,0 +1,110 @@
+"""Loaders and samplers: batching, orientation groups, rank shards, seeding, bad-image handling."""
+import itertools
+import logging
+import os
+
+import pytest
+
+from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.data import (
+    BadImageError,
+    InferenceSampler,
+    TrainingSampler,
+    build_detection_test_loader,
+    build_detection_train_loader,
+    load_coco_json,
+    register_coco_instances,
+)
+from maskrcnn_multi.data import build as build_module
+from maskrcnn_multi.data import samplers as samplers_module
+
+
+def _cfg(num_workers=0, grouping=True, batch=2):
+    cfg = get_cfg()
+    cfg.MODEL.MASK_ON = True
+    cfg.INPUT.MIN_SIZE_TRAIN = (96,)
+    cfg.INPUT.MIN_SIZE_TEST = 96
+    cfg.DATALOADER.NUM_WORKERS = num_workers
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = grouping
+    cfg.SOLVER.IMS_PER_BATCH = batch
+    cfg.SEED = 3
+    return cfg
+
+
+def _train_dicts(shapes_root):
+    return load_coco_json(os.path.join(shapes_root, "annotations", "instances_train.json"),
+                          os.path.join(shapes_root, "train"))
+
+
+def _fake_world(monkeypatch, rank, world_size):
+    for module in (samplers_module, build_module):
+        monkeypatch.setattr(module, "rank_and_world_size", lambda: (rank, world_size))
+
+
+def test_training_sampler_is_seeded_infinite_and_sharded(monkeypatch):
+    first = list(itertools.islice(iter(TrainingSampler(5, seed=11)), 12))
+    assert first == list(itertools.islice(iter(TrainingSampler(5, seed=11)), 12))
+    assert sorted(first[:5]) == list(range(5)) and sorted(first[5:10]) == list(range(5))
+    _fake_world(monkeypatch, 1, 2)
+    rank1 = list(itertools.islice(iter(TrainingSampler(5, seed=11)), 6))
+    assert rank1 == first[1::2][:6]
+
+
+@pytest.mark.parametrize("size, world_size", [(10, 3), (2, 4), (7, 1)])
+def test_inference_sampler_covers_each_index_once(monkeypatch, size, world_size):
+    shards = []
+    for rank in range(world_size):
+        _fake_world(monkeypatch, rank, world_size)
+        shards.append(list(InferenceSampler(size)))
+    assert list(itertools.chain(*shards)) == list(range(size))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_train_loader_batches_of_one_orientation(shapes_root, num_workers):
+    loader = build_detection_train_loader(_cfg(num_workers), dataset_dicts=_train_dicts(shapes_root))
+    for batch in itertools.islice(iter(loader), 4):
+        assert len(batch) == 2
+        orientations = {image["image"].shape[2] > image["image"].shape[1] for image in batch}
+        assert len(orientations) == 1
+        assert all(len(image["instances"]) > 0 for image in batch)
+
+
+def test_train_loader_without_grouping_is_reproducible(shapes_root):
+    def file_names():
+        loader = build_detection_train_loader(_cfg(grouping=False), dataset_dicts=_train_dicts(shapes_root))
+        return [[d["file_name"] for d in batch] for batch in itertools.islice(iter(loader), 3)]
+
+    assert file_names() == file_names()
+
+
+def test_batch_size_must_divide_over_ranks(shapes_root, monkeypatch):
+    _fake_world(monkeypatch, 0, 4)
+    with pytest.raises(ValueError, match=r"SOLVER.IMS_PER_BATCH \(6\) must be a positive multiple .* \(4\)"):
+        build_detection_train_loader(_cfg(batch=6), dataset_dicts=_train_dicts(shapes_root))
+
+
+def test_training_skips_a_corrupt_image_with_a_warning(shapes_root, tmp_path, caplog):
+    dicts = _train_dicts(shapes_root)
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    dicts[0] = dict(dicts[0], file_name=str(tmp_path / "corrupt.jpg"))
+    loader = build_detection_train_loader(_cfg(grouping=False, batch=1), dataset_dicts=dicts)
+    with caplog.at_level(logging.WARNING, logger="maskrcnn_multi.data.build"):
+        seen = [batch[0]["file_name"] for batch in itertools.islice(iter(loader), 2 * len(dicts))]
+    assert str(tmp_path / "corrupt.jpg") not in seen
+    warnings = [r.getMessage() for r in caplog.records if "corrupt.jpg" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("skipping image in training: cannot read image")
+
+
+def test_test_loader_yields_every_image_once_and_names_a_missing_one(shapes_root, temporary_dataset_names):
+    name = "unit_shapes_val"
+    temporary_dataset_names.append(name)
+    register_coco_instances(name, {}, os.path.join(shapes_root, "annotations", "instances_val.json"),
+                            os.path.join(shapes_root, "val"))
+    batches = list(build_detection_test_loader(_cfg(), name))
+    assert [len(batch) for batch in batches] == [1, 1, 1]
+    assert [batch[0]["image_id"] for batch in batches] == [1, 2, 3]
+    loader = build_detection_test_loader(_cfg(), name)
+    loader.dataset._dataset_dicts[1] = dict(loader.dataset._dataset_dicts[1], file_name="/nonexistent/gone.jpg")
+    with pytest.raises(BadImageError, match="image not found: /nonexistent/gone.jpg"):
+        list(loader)
