@@ -1,0 +1,207 @@
+"""``DetectionCheckpointer``: load weights of any supported origin into a model; save and resume."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .formats import read_checkpoint
+from .names import incompatible_keys_table, match_by_suffix
+from .paths import CheckpointError, get_local_path
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT_FILE = "last_checkpoint"
+# keys a model may lack in old checkpoints without harm (set from the config / recomputed)
+_IGNORED_MISSING = ("pixel_mean", "pixel_std")
+_IGNORED_UNEXPECTED = ("anchor_generator.cell_anchors",)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+def _atomic_torch_save(obj: Any, path: str) -> None:
+    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(obj, f)
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise
+
+
+def _atomic_write_text(text: str, path: str) -> None:
+    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    with os.fdopen(handle, "w") as f:
+        f.write(text)
+    os.replace(temp_path, path)
+
+
+class DetectionCheckpointer:
+    """Saves and loads ``model`` plus named ``checkpointables`` (optimizer, scheduler ...).
+
+    ``load`` reads detectron2 model-zoo ``.pkl``/``.pth``, Caffe2 ImageNet ``.pkl``, torchvision ResNet
+    ``.pth`` and our own files, from a path, ``file://``, ``http(s)://`` or ``detectron2://`` URL.
+    """
+
+    def __init__(self, model: nn.Module, save_dir: str = "", save_to_disk: bool = True, **checkpointables: Any):
+        self.model = _unwrap(model)
+        self.save_dir = save_dir
+        self.save_to_disk = save_to_disk
+        self.checkpointables = dict(checkpointables)
+
+    # ------------------------------------------------------------------ saving / resuming
+    def save(self, name: str, **extra: Any) -> Optional[str]:
+        """Write ``<save_dir>/<name>.pth`` with ``model``, each checkpointable's state and ``extra``
+        (e.g. ``iteration``), atomically, and record it in ``last_checkpoint``. Returns the path."""
+        if not self.save_dir or not self.save_to_disk:
+            return None
+        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(extra)
+        os.makedirs(self.save_dir, exist_ok=True)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        logger.info("Saving checkpoint to %s", save_file)
+        _atomic_torch_save(data, save_file)
+        self.tag_last_checkpoint(basename)
+        return save_file
+
+    def tag_last_checkpoint(self, basename: str) -> None:
+        _atomic_write_text(basename, os.path.join(self.save_dir, LAST_CHECKPOINT_FILE))
+
+    def has_checkpoint(self) -> bool:
+        """Whether ``save_dir`` holds a ``last_checkpoint`` record."""
+        return bool(self.save_dir) and os.path.isfile(os.path.join(self.save_dir, LAST_CHECKPOINT_FILE))
+
+    def get_checkpoint_file(self) -> str:
+        """The file ``last_checkpoint`` points to, or "" when there is none."""
+        record = os.path.join(self.save_dir, LAST_CHECKPOINT_FILE)
+        try:
+            with open(record) as f:
+                last_saved = f.read().strip()
+        except OSError:
+            return ""
+        return os.path.join(self.save_dir, last_saved)
+
+    def get_all_checkpoint_files(self) -> List[str]:
+        if not os.path.isdir(self.save_dir):
+            return []
+        names = sorted(os.listdir(self.save_dir))
+        return [os.path.join(self.save_dir, n) for n in names if n.endswith(".pth") and not n.startswith(".")]
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """With ``resume`` and a ``last_checkpoint`` in ``save_dir``: load it with every checkpointable
+        (continue training). Otherwise load only the model weights from ``path``."""
+        if resume and self.has_checkpoint():
+            return self.load(self.get_checkpoint_file())
+        return self.load(path, checkpointables=[])
+
+    # ------------------------------------------------------------------ loading
+    def load(self, path: str, checkpointables: Optional[Iterable[str]] = None) -> Dict[str, Any]:
+        """Load ``path`` into the model and the named ``checkpointables`` (default: all that the file
+        holds). Returns the file's other entries (``iteration`` ...). An empty ``path`` loads nothing."""
+        if not path:
+            logger.info("No checkpoint given: the model keeps its initialization")
+            return {}
+        local_path = get_local_path(path)
+        logger.info("Loading checkpoint from %s", path)
+        checkpoint = read_checkpoint(local_path)
+        self._load_model(checkpoint, source=path)
+        names = self.checkpointables.keys() if checkpointables is None else checkpointables
+        for key in names:
+            if key in checkpoint:
+                logger.info("Loading %s from %s", key, path)
+                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+        for key in ("model", "matching_heuristics"):
+            checkpoint.pop(key, None)
+        return checkpoint
+
+    def _load_model(self, checkpoint: Dict[str, Any], source: str) -> None:
+        model_state = self.model.state_dict()
+        ckpt_state: Dict[str, torch.Tensor] = checkpoint["model"]
+        if checkpoint.get("__author__") == "torchvision":
+            self._warn_if_stride_in_1x1()
+        if checkpoint.get("matching_heuristics", False):
+            try:
+                pairs = match_by_suffix(list(model_state), list(ckpt_state))
+            except ValueError as error:
+                raise CheckpointError(f"cannot load {source}: {error}") from error
+        else:
+            pairs = {key: key for key in ckpt_state if key in model_state}
+
+        to_load, mismatched = {}, []
+        for model_key, ckpt_key in pairs.items():
+            value, target = ckpt_state[ckpt_key], model_state[model_key]
+            if tuple(value.shape) != tuple(target.shape):
+                mismatched.append((model_key, tuple(value.shape), tuple(target.shape)))
+                continue
+            # keep the model's dtype: float16 zoo files load into fp32 parameters
+            to_load[model_key] = value.to(target.dtype) if value.is_floating_point() else value
+
+        self._check_same_architecture(source, ckpt_state, to_load, mismatched)
+        incompatible = self.model.load_state_dict(to_load, strict=False)
+        mismatched_keys = {key for key, _, _ in mismatched}
+        missing = [
+            k for k in incompatible.missing_keys if k not in mismatched_keys and k.rsplit(".", 1)[-1] not in _IGNORED_MISSING
+        ]
+        matched_ckpt_keys = set(pairs.values())
+        unexpected = [
+            k for k in ckpt_state if k not in matched_ckpt_keys and not any(p in k for p in _IGNORED_UNEXPECTED)
+        ]
+        table = incompatible_keys_table(source, missing, unexpected, mismatched)
+        if table:
+            logger.warning(table)
+
+    def _check_same_architecture(
+        self,
+        source: str,
+        ckpt_state: Dict[str, torch.Tensor],
+        loaded: Dict[str, torch.Tensor],
+        mismatched: List[Tuple[str, tuple, tuple]],
+    ) -> None:
+        """Raise when the file is clearly for another network: nothing loads, or most of the conv /
+        linear weights that match by name have other shapes (a few, e.g. a new class count, are skipped)."""
+        if not ckpt_state:
+            raise CheckpointError(f"checkpoint {source} holds no weights")
+        if not loaded:
+            raise CheckpointError(
+                f"checkpoint {source} matches none of the model's {len(self.model.state_dict())} keys "
+                f"({len(ckpt_state)} keys, {len(mismatched)} with other shapes): is it for another architecture?"
+            )
+        # judge by conv / linear weights: 1-D norm vectors often agree in shape across architectures
+        loaded_weights = [key for key, value in loaded.items() if value.dim() > 1]
+        mismatched_weights = [entry for entry in mismatched if len(entry[2]) > 1]
+        if not loaded_weights and not mismatched_weights:
+            loaded_weights, mismatched_weights = list(loaded), mismatched
+        if len(mismatched_weights) > len(loaded_weights):
+            first_key, ckpt_shape, model_shape = mismatched_weights[0]
+            raise CheckpointError(
+                f"checkpoint {source} is for another architecture: {len(mismatched_weights)} of "
+                f"{len(mismatched_weights) + len(loaded_weights)} weight tensors matching by name differ in shape "
+                f"(e.g. {first_key}: checkpoint {ckpt_shape} vs model {model_shape})"
+            )
+
+    def _warn_if_stride_in_1x1(self) -> None:
+        # torchvision's bottlenecks stride in the 3x3 conv; a model striding in the 1x1 loads the
+        # weights fine but computes different features
+        for name, module in self.model.named_modules():
+            conv1, conv3 = getattr(module, "conv1", None), getattr(module, "conv3", None)
+            if conv3 is not None and isinstance(conv1, nn.Conv2d) and conv1.stride != (1, 1):
+                logger.warning(
+                    "torchvision ResNet weights stride in the 3x3 conv but %s.conv1 has stride %s: "
+                    "set MODEL.RESNETS.STRIDE_IN_1X1 False (and RGB input with torchvision's PIXEL_MEAN/STD)",
+                    name,
+                    conv1.stride,
+                )
+                return

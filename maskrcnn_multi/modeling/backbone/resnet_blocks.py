@@ -1,0 +1,152 @@
+"""ResNet building blocks with detectron2's parameter names (``conv1``, ``conv1.norm``, ``shortcut`` ...)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers import Conv2d, FrozenBatchNorm2d, c2_msra_fill, get_norm
+
+
+class CNNBlockBase(nn.Module):
+    """A block with ``in_channels``, ``out_channels`` and the spatial ``stride`` it applies."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+
+    def freeze(self) -> "CNNBlockBase":
+        """Stop gradients to every parameter and turn its BatchNorms into FrozenBatchNorm2d (in place)."""
+        for parameter in self.parameters():
+            parameter.requires_grad = False
+        FrozenBatchNorm2d.convert_frozen_batchnorm(self)
+        return self
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int, norm: str):
+    if in_channels == out_channels:
+        return None
+    return Conv2d(
+        in_channels, out_channels, kernel_size=1, stride=stride, bias=False, norm=get_norm(norm, out_channels)
+    )
+
+
+class BasicStem(CNNBlockBase):
+    """7x7 stride-2 conv + norm + relu, then 3x3 stride-2 max pool: ``[N, 3, H, W] -> [N, C, H/4, W/4]``."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 64, norm: str = "BN"):
+        super().__init__(in_channels, out_channels, 4)
+        self.conv1 = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=7,
+            stride=2,
+            padding=3,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
+        c2_msra_fill(self.conv1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = F.relu_(x)
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+
+class BasicBlock(CNNBlockBase):
+    """Two 3x3 convs with a residual (ResNet-18/34): ``[N, Cin, H, W] -> [N, Cout, H/stride, W/stride]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, norm: str = "BN"):
+        super().__init__(in_channels, out_channels, stride)
+        self.shortcut = _shortcut(in_channels, out_channels, stride, norm)
+        self.conv1 = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=3,
+            stride=stride,
+            padding=1,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
+        self.conv2 = Conv2d(
+            out_channels,
+            out_channels,
+            kernel_size=3,
+            stride=1,
+            padding=1,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
+        for layer in (self.conv1, self.conv2, self.shortcut):
+            if layer is not None:
+                c2_msra_fill(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(self.conv1(x))
+        out = self.conv2(out)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        out += shortcut
+        return F.relu_(out)
+
+
+class BottleneckBlock(CNNBlockBase):
+    """1x1 reduce, 3x3 (grouped, dilated), 1x1 expand, with a residual (ResNet-50/101/152).
+
+    ``stride_in_1x1=True`` puts the stride in the first 1x1 conv (MSRA/Caffe2 weights); False puts it in
+    the 3x3 conv (torchvision weights). ``[N, Cin, H, W] -> [N, Cout, H/stride, W/stride]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bottleneck_channels: int,
+        stride: int = 1,
+        num_groups: int = 1,
+        norm: str = "BN",
+        stride_in_1x1: bool = False,
+        dilation: int = 1,
+    ):
+        super().__init__(in_channels, out_channels, stride)
+        self.shortcut = _shortcut(in_channels, out_channels, stride, norm)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = Conv2d(
+            in_channels,
+            bottleneck_channels,
+            kernel_size=1,
+            stride=stride_1x1,
+            bias=False,
+            norm=get_norm(norm, bottleneck_channels),
+        )
+        self.conv2 = Conv2d(
+            bottleneck_channels,
+            bottleneck_channels,
+            kernel_size=3,
+            stride=stride_3x3,
+            padding=1 * dilation,
+            bias=False,
+            groups=num_groups,
+            dilation=dilation,
+            norm=get_norm(norm, bottleneck_channels),
+        )
+        self.conv3 = Conv2d(
+            bottleneck_channels,
+            out_channels,
+            kernel_size=1,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
+        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
+            if layer is not None:
+                c2_msra_fill(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(self.conv1(x))
+        out = F.relu_(self.conv2(out))
+        out = self.conv3(out)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        out += shortcut
+        return F.relu_(out)
