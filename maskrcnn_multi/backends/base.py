@@ -1,0 +1,173 @@
+"""The Backend interface: everything the engine needs from a device, in one small class.
+
+A backend answers for one device (`cpu`, `cuda:1`, `npu:0`): whether it is usable and why not, its
+runtime (set_device, synchronize, memory, seeding), its process-group backend, its mixed-precision
+policy (autocast, O2 model preparation, loss scaling) and the kernels it registers. The generic
+implementation here uses PyTorch's device-generic API (`torch.get_device_module`, `torch.amp`); a
+device file overrides only what differs on that device.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from typing import ClassVar, ContextManager, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import amp
+
+logger = logging.getLogger(__name__)
+
+_MB = 1024.0 * 1024.0
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested device cannot be used here; the message (one line) says what is missing."""
+
+
+class Backend:
+    """One device's runtime, AMP policy and kernels. Subclasses set the class attributes below.
+
+    Attributes:
+        device_type: "cpu", "cuda", "npu": the torch device type and the MODEL.DEVICE prefix.
+        dist_backend: the torch.distributed backend for this device ("gloo", "nccl", "hccl").
+        preferred_amp_dtype: the half type AMP uses when the config does not name one.
+        wants_static_shapes: True when the device compiles graphs per input shape, so the data
+            layer should pad every image to one fixed shape (see `fixed_input_shape`).
+        default_static_shape: the (H, W) used when static shapes are wanted and INPUT.FIX_SHAPE is ().
+    """
+
+    device_type: ClassVar[str] = ""
+    dist_backend: ClassVar[str] = "gloo"
+    preferred_amp_dtype: ClassVar[torch.dtype] = torch.float16
+    wants_static_shapes: ClassVar[bool] = False
+    default_static_shape: ClassVar[Tuple[int, ...]] = ()
+
+    def __init__(self, index: Optional[int] = None):
+        """index: the device ordinal from "cuda:1" / "npu:0", or None for the current device."""
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def name(self) -> str:
+        """The device as MODEL.DEVICE spells it ("cuda", "npu:0"); safe before the runtime loads."""
+        return self.device_type if self.index is None else f"{self.device_type}:{self.index}"
+
+    @property
+    def device(self) -> torch.device:
+        """The torch.device. For out-of-tree devices (npu) valid only once the runtime is loaded."""
+        return torch.device(self.device_type, self.index)
+
+    # ------------------------------------------------------------------ availability
+    def check_available(self) -> None:
+        """Return if the device is usable, else raise BackendUnavailableError saying why."""
+        raise NotImplementedError
+
+    def is_available(self) -> bool:
+        """True if `check_available()` passes."""
+        try:
+            self.check_available()
+        except BackendUnavailableError:
+            return False
+        return True
+
+    def unavailable(self, reason: str) -> BackendUnavailableError:
+        """The error to raise: "MODEL.DEVICE 'cuda:1': <reason>"."""
+        return BackendUnavailableError(f"MODEL.DEVICE '{self.name}': {reason}")
+
+    # ------------------------------------------------------------------ runtime
+    def runtime(self):
+        """The device's runtime module (torch.cuda, torch_npu.npu, ...)."""
+        return torch.get_device_module(self.device_type)
+
+    def set_device(self) -> None:
+        """Make this device the current one of this process (no-op without an index)."""
+        if self.index is not None:
+            self.runtime().set_device(self.index)
+
+    def synchronize(self) -> None:
+        """Wait for all work queued on the device (for timing)."""
+        self.runtime().synchronize(self.device)
+
+    def memory_stats(self) -> dict:
+        """{"allocated_mb", "max_allocated_mb", "reserved_mb"}: the caching allocator's counters."""
+        runtime = self.runtime()
+        return {
+            "allocated_mb": runtime.memory_allocated(self.device) / _MB,
+            "max_allocated_mb": runtime.max_memory_allocated(self.device) / _MB,
+            "reserved_mb": runtime.memory_reserved(self.device) / _MB,
+        }
+
+    def reset_peak_memory_stats(self) -> None:
+        """Restart `max_allocated_mb` from the current allocation."""
+        self.runtime().reset_peak_memory_stats(self.device)
+
+    def manual_seed(self, seed: Optional[int] = None) -> int:
+        """Seed Python, NumPy, torch and this device's generators; return the seed used.
+
+        None or a negative seed (SEED -1) draws a fresh one, which is logged so a run can be repeated.
+        """
+        if seed is None or seed < 0:
+            seed = random.SystemRandom().randrange(2**31)
+            logger.info("Using a random seed: %d", seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        self._seed_device(seed)
+        return seed
+
+    def _seed_device(self, seed: int) -> None:
+        self.runtime().manual_seed_all(seed)
+
+    def register_kernels(self) -> None:
+        """Register this device's kernels for the maskrcnn_multi ops not built into `_C` (default: none)."""
+
+    def fixed_input_shape(self, requested: Tuple[int, ...] = ()) -> Tuple[int, ...]:
+        """The (H, W) every image is padded to, or () for dynamic shapes.
+
+        requested: INPUT.FIX_SHAPE. A non-empty request wins; else the device's default when it
+        wants static shapes.
+        """
+        if len(requested):
+            return tuple(requested)
+        return tuple(self.default_static_shape) if self.wants_static_shapes else ()
+
+    # ------------------------------------------------------------------ mixed precision
+    def amp_dtype(self, dtype: Union[None, str, torch.dtype] = None) -> torch.dtype:
+        """The half dtype for AMP: `dtype` (a torch.dtype or "float16"/"bfloat16") or the preferred one."""
+        return amp.resolve_dtype(dtype, self.preferred_amp_dtype)
+
+    def autocast(self, opt_level: str, dtype: Union[None, str, torch.dtype] = None) -> ContextManager:
+        """The forward-pass context: nothing for O0, autocast to the AMP dtype for O1 and O2."""
+        if amp.check_opt_level(opt_level) == "O0":
+            return contextlib.nullcontext()
+        return self._autocast(self.amp_dtype(dtype))
+
+    def _autocast(self, dtype: torch.dtype) -> ContextManager:
+        return torch.amp.autocast(self.device_type, dtype=dtype)
+
+    def prepare_model_for_amp(
+        self, model: nn.Module, opt_level: str, dtype: Union[None, str, torch.dtype] = None
+    ) -> nn.Module:
+        """O2: cast the model to the AMP dtype except normalization layers (in place); O0/O1: as is."""
+        if amp.check_opt_level(opt_level) == "O2":
+            amp.cast_model_for_o2(model, self.amp_dtype(dtype))
+        return model
+
+    def wrap_optimizer_for_amp(self, optimizer: torch.optim.Optimizer, opt_level: str):
+        """O2: a `MasterWeightOptimizer` stepping fp32 master weights; O0/O1: the optimizer itself.
+
+        Call after `prepare_model_for_amp` and before any step. Give LR schedulers `.optimizer`.
+        """
+        if amp.check_opt_level(opt_level) == "O2":
+            return amp.MasterWeightOptimizer(optimizer)
+        return optimizer
+
+    def make_loss_scaler(self, loss_scale_value: Union[float, int, str]) -> amp.LossScaler:
+        """LOSS_SCALE_VALUE: a positive number (static scale) or "dynamic" (GradScaler's schedule)."""
+        return amp.LossScaler(loss_scale_value)

@@ -1,0 +1,69 @@
+"""CPU backend: always available; memory is the process's resident set; AMP in bfloat16."""
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import sys
+
+import torch
+
+from .base import Backend
+
+logger = logging.getLogger(__name__)
+
+_MB = 1024.0 * 1024.0
+
+
+class CpuBackend(Backend):
+    """The host CPU. Memory stats report the process RSS (there is no caching allocator to ask)."""
+
+    device_type = "cpu"
+    dist_backend = "gloo"
+    # float16 matmuls are slow or unsupported on most CPUs; bfloat16 is what CPU autocast is for.
+    preferred_amp_dtype = torch.bfloat16
+
+    def check_available(self) -> None:
+        if self.index not in (None, 0):
+            raise self.unavailable("there is one CPU device; use 'cpu' (or 'cpu:0')")
+
+    def set_device(self) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+    def memory_stats(self) -> dict:
+        """RSS now (allocated and reserved) and its peak since start or the last reset, in MB."""
+        rss = _status_kb("VmRSS")
+        peak = _status_kb("VmHWM")
+        if rss is None:  # not Linux: getrusage only knows the lifetime peak
+            peak_units = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak_mb = peak_units / (_MB if sys.platform == "darwin" else 1024.0)
+            return {"allocated_mb": peak_mb, "max_allocated_mb": peak_mb, "reserved_mb": peak_mb}
+        rss_mb = rss / 1024.0
+        peak_mb = max(rss_mb, (peak or rss) / 1024.0)
+        return {"allocated_mb": rss_mb, "max_allocated_mb": peak_mb, "reserved_mb": rss_mb}
+
+    def reset_peak_memory_stats(self) -> None:
+        """Reset the kernel's peak-RSS counter (Linux: write 5 to /proc/self/clear_refs)."""
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError as error:
+            logger.debug("cannot reset the peak RSS (%s); max_allocated_mb stays the lifetime peak", error)
+
+    def _seed_device(self, seed: int) -> None:
+        pass  # torch.manual_seed seeded the CPU generator
+
+
+def _status_kb(field: str):
+    """A `kB` field of /proc/self/status (VmRSS, VmHWM), or None where there is no procfs."""
+    try:
+        with open(f"/proc/{os.getpid()}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,59 @@
+"""Value checks for the keys whose type alone does not say what is allowed.
+
+`check_value(full_key, value, source)` runs on every merged value before it is written. Messages
+name the key, the source (file or "command-line overrides") and the value.
+"""
+from typing import Any
+
+from .errors import ConfigError, short_repr
+
+# Keys that accept several types; every other key keeps the type of its default.
+FLEXIBLE_TYPES = {
+    "LOSS_SCALE_VALUE": (int, float, str),
+}
+
+_CHOICES = {
+    "AMP": (0, 1),
+    "OPT_LEVEL": ("O0", "O1", "O2"),
+    "AMP_DTYPE": ("", "float16", "bfloat16"),
+}
+
+def check_value(full_key: str, value: Any, source: str) -> None:
+    """Raise ConfigError (one line) if `value` is outside the contract of `full_key`.
+
+    Called for every merged value, before it is written, so a rejected merge leaves the key as it was.
+    """
+    allowed = _CHOICES.get(full_key)
+    if allowed is not None and (isinstance(value, bool) or value not in allowed):
+        choices = ", ".join(repr(choice) for choice in allowed)
+        raise ConfigError(
+            f"config key '{full_key}' in {source} must be one of ({choices}), got {short_repr(value)}"
+        )
+    if full_key == "LOSS_SCALE_VALUE":
+        _check_loss_scale(value, source)
+    elif full_key == "INPUT.FIX_SHAPE":
+        _check_fix_shape(value, source)
+    elif full_key == "INPUT.FIX_MAX_GT" and value < 0:
+        raise ConfigError(f"config key 'INPUT.FIX_MAX_GT' in {source} must be >= 0, got {value}")
+
+
+def _check_loss_scale(value: Any, source: str) -> None:
+    if value == "dynamic":
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return
+    raise ConfigError(
+        f"config key 'LOSS_SCALE_VALUE' in {source} must be a positive number (a static loss scale) "
+        f"or 'dynamic', got {short_repr(value)}"
+    )
+
+
+def _check_fix_shape(value: Any, source: str) -> None:
+    if len(value) == 0:
+        return
+    if len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        return
+    raise ConfigError(
+        f"config key 'INPUT.FIX_SHAPE' in {source} must be () (off) or (height, width) in pixels, "
+        f"got {short_repr(value)}"
+    )
