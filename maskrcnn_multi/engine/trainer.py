@@ -1,0 +1,266 @@
+"""DefaultTrainer: the standard training run built from a config (detectron2's DefaultTrainer).
+
+It builds the model, optimizer, LR schedule, training loader, AMP policy and loss scaler (from the
+backend of MODEL.DEVICE), wraps the model for data parallelism when distributed, and registers the
+default hooks. Checkpoints hold everything a resumed run needs to be *the same run*: model,
+optimizer, scheduler, loss scaler, iteration, every rank's RNG states and the number of batches
+drawn from the loader. ``resume_or_load(resume=True)`` restores them, so on the CPU with
+DATALOADER.NUM_WORKERS 0 the losses after resuming equal those of an uninterrupted run exactly.
+"""
+import inspect
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..backends import get_backend
+from ..checkpoint import DetectionCheckpointer
+from ..config import amp_settings
+from ..data import build_detection_test_loader, build_detection_train_loader
+from ..evaluation import COCOEvaluator, inference_on_dataset
+from ..modeling import build_model
+from ..solver import build_lr_scheduler, build_optimizer
+from . import hooks
+from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
+from .launch import all_gather_object, get_rank, get_world_size, is_main_process
+from .train_loop import SimpleTrainer
+
+__all__ = ["DefaultTrainer", "capture_rng_states", "restore_rng_states", "perf_only"]
+
+logger = logging.getLogger(__name__)
+
+
+def perf_only() -> bool:
+    """True when the environment says PERF_ONLY=True (the ModelZoo's performance scripts): no evaluation."""
+    return os.environ.get("PERF_ONLY", "").strip().lower() in ("1", "true", "yes")
+
+
+def _device_rng_module(backend):
+    """torch's runtime module of the backend's device when it has its own generator, else None."""
+    if backend is None:
+        return None
+    try:
+        runtime = backend.runtime()
+    except (AttributeError, RuntimeError):
+        return None
+    return runtime if hasattr(runtime, "get_rng_state") and hasattr(runtime, "set_rng_state") else None
+
+
+def capture_rng_states(backend=None) -> dict:
+    """This process's RNG states (python, numpy, torch CPU, the device's generator) as tensors and
+    plain numbers, so a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
+    version, python_state, gauss_next = random.getstate()
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    states = {
+        "python": (version, torch.tensor(python_state, dtype=torch.int64), gauss_next),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gaussian)),
+        "torch": torch.get_rng_state(),
+    }
+    runtime = _device_rng_module(backend)
+    if runtime is not None:
+        states["device"] = runtime.get_rng_state(backend.device).cpu()
+    return states
+
+
+def restore_rng_states(states: dict, backend=None) -> None:
+    """The inverse of ``capture_rng_states``."""
+    version, python_state, gauss_next = states["python"]
+    random.setstate((version, tuple(python_state.tolist()), gauss_next))
+    name, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(states["torch"])
+    runtime = _device_rng_module(backend)
+    if "device" in states and runtime is not None:
+        runtime.set_rng_state(states["device"], backend.device)
+
+
+class DefaultTrainer(SimpleTrainer):
+    """Training as ``train_net`` runs it::
+
+        trainer = DefaultTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        trainer.train()
+
+    Subclass and override the ``build_*`` class methods to change a part.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.backend = get_backend(cfg.MODEL.DEVICE)
+        self.backend.set_device()
+        # every rank its own stream (seed + rank), as detectron2; a random seed is logged by the backend
+        self.seed = self.backend.manual_seed(cfg.SEED + get_rank() if cfg.SEED >= 0 else None)
+        self.amp = amp_settings(cfg)
+        model = self.build_model(cfg)
+        loss_scaler = None
+        if self.amp.enabled:
+            model = self.backend.prepare_model_for_amp(model, self.amp.opt_level, self.amp.dtype or None)
+        optimizer = self.build_optimizer(cfg, model)
+        schedulable = optimizer  # torch schedulers need the torch optimizer, not the O2 wrapper
+        if self.amp.enabled:
+            optimizer = self.backend.wrap_optimizer_for_amp(optimizer, self.amp.opt_level)
+            loss_scaler = self.backend.make_loss_scaler(self.amp.loss_scale)
+        self.unwrapped_model = model
+        model = self._wrap_data_parallel(model)
+        super().__init__(
+            model,
+            self.build_train_loader(cfg),
+            optimizer,
+            autocast=self._autocast,
+            loss_scaler=loss_scaler,
+            memory_stats=self.backend.memory_stats,
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, schedulable)
+        checkpointables = {"optimizer": optimizer, "scheduler": self.scheduler}
+        if loss_scaler is not None:
+            checkpointables["scaler"] = loss_scaler
+        self.checkpointer = DetectionCheckpointer(self.unwrapped_model, cfg.OUTPUT_DIR, **checkpointables)
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.register_hooks(self.build_hooks())
+        logger.info(
+            "AMP: %s (%s, loss scale %s); device %s; %d process(es); seed %d",
+            self.amp.opt_level, self.backend.amp_dtype(self.amp.dtype or None) if self.amp.enabled else "fp32",
+            self.amp.loss_scale if self.amp.enabled else "none", self.backend.device, get_world_size(), self.seed,
+        )
+
+    def _autocast(self):
+        return self.backend.autocast(self.amp.opt_level, self.amp.dtype or None)
+
+    def _wrap_data_parallel(self, model: torch.nn.Module) -> torch.nn.Module:
+        if get_world_size() == 1:
+            return model
+        device_ids = [self.backend.device] if self.backend.device.index is not None else None
+        ddp = torch.nn.parallel.DistributedDataParallel
+        # detectron2 does not broadcast (BN) buffers at every forward; torch >= 2.13 renamed the switch
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+            else {"broadcast_buffers": False}
+        )
+        return ddp(model, device_ids=device_ids, **no_buffer_sync)
+
+    # ------------------------------------------------------------------ resume
+    def resume_or_load(self, resume: bool = True) -> None:
+        """With ``resume`` and a ``last_checkpoint`` in OUTPUT_DIR, continue that run exactly;
+        otherwise load MODEL.WEIGHTS (model only) and start at iteration 0."""
+        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume) or {}
+        if not (resume and self.checkpointer.has_checkpoint() and "iteration" in checkpoint):
+            return
+        self.start_iter = int(checkpoint["iteration"]) + 1
+        if self.cfg.SEED < 0:
+            logger.warning("SEED < 0: the resumed run shuffles the data with a new seed; set SEED to resume exactly")
+        batches = int(checkpoint.get("data_batches", self.start_iter))
+        self._skip_batches(batches)
+        rng_states = checkpoint.get("rng_states")
+        if rng_states and len(rng_states) == get_world_size():
+            restore_rng_states(rng_states[get_rank()], self.backend)
+        else:
+            logger.warning("the checkpoint has no RNG states for %d process(es); the resumed run will "
+                           "draw different random numbers than the original", get_world_size())
+        logger.info("resumed at iteration %d (%d batches skipped in the data stream)", self.start_iter, batches)
+
+    def _skip_batches(self, batches: int) -> None:
+        """Advance the training stream by the batches the interrupted run consumed.
+
+        The stream is seeded, so drawing the same number of batches puts the sampler and the
+        aspect-ratio buckets where they were. Drawn before the RNG states are restored, so the
+        augmentations of the skipped batches do not disturb the resumed run.
+        """
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(self._data_loader_iter)
+        if batches:
+            logger.info("skipped %d batches of the data stream in %.1fs", batches, time.perf_counter() - start)
+
+    def _resume_state(self) -> dict:
+        """The part of a checkpoint beyond model / optimizer / scheduler / scaler (collective)."""
+        return {
+            "rng_states": all_gather_object(capture_rng_states(self.backend)),
+            "data_batches": self.iter + 1,
+            "world_size": get_world_size(),
+            "seed": self.seed,
+        }
+
+    # ------------------------------------------------------------------ hooks
+    def build_hooks(self) -> List[hooks.HookBase]:
+        cfg = self.cfg
+        hook_list: List[Optional[hooks.HookBase]] = [
+            hooks.IterationTimer(cfg.SOLVER.IMS_PER_BATCH),
+            hooks.LRScheduler(self.scheduler.optimizer, self.scheduler),
+            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self._resume_state),
+        ]
+        if perf_only():
+            logger.info("PERF_ONLY=True: no evaluation during or after training")
+        else:
+            hook_list.append(hooks.EvalHook(
+                cfg.TEST.EVAL_PERIOD, self._evaluate_for_hook,
+                rng_state=(lambda: capture_rng_states(self.backend), lambda s: restore_rng_states(s, self.backend)),
+            ))
+        if is_main_process():
+            hook_list.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+        return hook_list
+
+    def build_writers(self) -> list:
+        writers = [ConsoleWriter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+        tensorboard = make_tensorboard_writer(self.cfg.OUTPUT_DIR)
+        if tensorboard is not None:
+            writers.append(tensorboard)
+        return writers
+
+    def _evaluate_for_hook(self) -> Dict:
+        try:
+            with self._autocast():
+                self.last_eval_results = self.test(self.cfg, self.model)
+        finally:
+            self.model.train()
+        return self.last_eval_results
+
+    def train(self) -> Optional[Dict]:
+        """Run the schedule from ``start_iter``; returns the last evaluation's results (None if none)."""
+        self.last_eval_results = None
+        super().train(self.start_iter, self.max_iter)
+        return self.last_eval_results
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def build_model(cls, cfg) -> torch.nn.Module:
+        return build_model(cfg)  # modeling logs the architecture
+
+    @classmethod
+    def build_optimizer(cls, cfg, model) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name: str):
+        return build_detection_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None) -> Dict:
+        """Evaluate ``model`` on every DATASETS.TEST; ``{dataset: results}`` (just the results for one)."""
+        results: Dict = OrderedDict()
+        for index, dataset_name in enumerate(cfg.DATASETS.TEST):
+            loader = cls.build_test_loader(cfg, dataset_name)
+            evaluator = evaluators[index] if evaluators is not None else cls.build_evaluator(cfg, dataset_name)
+            results[dataset_name] = inference_on_dataset(model, loader, evaluator)
+        if len(results) == 1:
+            return next(iter(results.values()))
+        return results

@@ -1,0 +1,155 @@
+"""Build the optimizer (SGD with per-parameter hyper-parameters, optional gradient clipping) and
+the LR scheduler from a config, as detectron2 does.
+
+Parameter groups: weights get ``SOLVER.WEIGHT_DECAY``; parameters of normalization layers get
+``SOLVER.WEIGHT_DECAY_NORM``; biases get ``BASE_LR * SOLVER.BIAS_LR_FACTOR`` and
+``SOLVER.WEIGHT_DECAY_BIAS``. A normalization layer is one of torch's norm classes or any module
+whose class sets ``is_normalization = True`` (our FrozenBatchNorm2d, custom norms).
+"""
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Type
+
+import torch
+from torch import nn
+
+from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR
+
+__all__ = [
+    "build_optimizer",
+    "build_lr_scheduler",
+    "get_default_optimizer_params",
+    "build_gradient_clipper",
+    "is_normalization",
+]
+
+logger = logging.getLogger(__name__)
+
+_TORCH_NORM_TYPES = (
+    nn.modules.batchnorm._BatchNorm,  # BatchNorm1d/2d/3d, SyncBatchNorm
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+)
+CLIP_TYPES = ("value", "norm", "full_model")
+SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
+
+
+def is_normalization(module: nn.Module) -> bool:
+    """True for torch's normalization layers and modules whose class says ``is_normalization = True``."""
+    return bool(getattr(module, "is_normalization", False)) or isinstance(module, _TORCH_NORM_TYPES)
+
+
+def get_default_optimizer_params(
+    model: nn.Module,
+    base_lr: float,
+    weight_decay: float,
+    weight_decay_norm: Optional[float] = None,
+    bias_lr_factor: float = 1.0,
+    weight_decay_bias: Optional[float] = None,
+) -> List[Dict[str, Any]]:
+    """Parameter groups ``[{"params": [...], "lr": ..., "weight_decay": ...}, ...]`` for ``model``.
+
+    Each trainable parameter appears once (shared parameters are counted at their first owner);
+    parameters with equal hyper-parameters share a group, in the order they were first met.
+    ``None`` for ``weight_decay_norm`` / ``weight_decay_bias`` means "same as weight_decay".
+    """
+    if weight_decay_norm is None:
+        weight_decay_norm = weight_decay
+    if weight_decay_bias is None:
+        weight_decay_bias = weight_decay
+    seen: Set[int] = set()
+    groups: Dict[tuple, List[nn.Parameter]] = {}
+    for module in model.modules():
+        norm = is_normalization(module)
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            lr, decay = base_lr, weight_decay
+            if norm:
+                decay = weight_decay_norm
+            elif name == "bias":
+                lr, decay = base_lr * bias_lr_factor, weight_decay_bias
+            groups.setdefault((lr, decay), []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+
+
+def build_gradient_clipper(cfg) -> Optional[Callable[[Iterable[torch.Tensor]], None]]:
+    """A function clipping the gradients of the given parameters per SOLVER.CLIP_GRADIENTS, or None.
+
+    ``value`` clamps each gradient element to ±CLIP_VALUE; ``norm`` rescales each parameter group's
+    gradients to a NORM_TYPE-norm of at most CLIP_VALUE; ``full_model`` does the same over all
+    parameters at once.
+    """
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if not clip.ENABLED:
+        return None
+    clip_type, clip_value = clip.CLIP_TYPE, float(clip.CLIP_VALUE)
+    if clip_type not in CLIP_TYPES:
+        raise ValueError(
+            f"unknown SOLVER.CLIP_GRADIENTS.CLIP_TYPE '{clip_type}' (choose from: {', '.join(CLIP_TYPES)})"
+        )
+    if clip_value <= 0:
+        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0, got {clip_value}")
+    if clip_type == "value":
+        return lambda params: torch.nn.utils.clip_grad_value_(list(params), clip_value)
+    norm_type = float(clip.NORM_TYPE)
+    return lambda params: torch.nn.utils.clip_grad_norm_(list(params), clip_value, norm_type)
+
+
+def _with_gradient_clipping(optimizer_type: Type[torch.optim.Optimizer], clipper, full_model: bool):
+    """A subclass of ``optimizer_type`` whose ``step`` clips gradients first (after AMP unscaling,
+    since the loss scaler unscales before it calls ``step``)."""
+
+    def step(self, closure=None):
+        if full_model:
+            clipper(p for group in self.param_groups for p in group["params"])
+        else:
+            for group in self.param_groups:
+                clipper(group["params"])
+        return optimizer_type.step(self, closure)
+
+    name = optimizer_type.__name__ + "WithGradientClip"
+    return type(name, (optimizer_type,), {"step": step})
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, nesterov, per-group weight decay and LR) over ``model``'s trainable parameters."""
+    solver = cfg.SOLVER
+    params = get_default_optimizer_params(
+        model,
+        base_lr=solver.BASE_LR,
+        weight_decay=solver.WEIGHT_DECAY,
+        weight_decay_norm=solver.WEIGHT_DECAY_NORM,
+        bias_lr_factor=solver.BIAS_LR_FACTOR,
+        weight_decay_bias=solver.WEIGHT_DECAY_BIAS,
+    )
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
+    optimizer_type: Type[torch.optim.Optimizer] = torch.optim.SGD
+    clipper = build_gradient_clipper(cfg)
+    if clipper is not None:
+        full_model = solver.CLIP_GRADIENTS.CLIP_TYPE == "full_model"
+        optimizer_type = _with_gradient_clipping(optimizer_type, clipper, full_model)
+    return optimizer_type(
+        params, lr=solver.BASE_LR, momentum=solver.MOMENTUM, nesterov=bool(solver.get("NESTEROV", False))
+    )
+
+
+def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule named by SOLVER.LR_SCHEDULER_NAME (WarmupMultiStepLR or WarmupCosineLR)."""
+    solver = cfg.SOLVER
+    name = solver.get("LR_SCHEDULER_NAME", "WarmupMultiStepLR")
+    warmup = dict(
+        warmup_factor=solver.WARMUP_FACTOR,
+        warmup_iters=solver.WARMUP_ITERS,
+        warmup_method=solver.WARMUP_METHOD,
+    )
+    if name == "WarmupMultiStepLR":
+        return WarmupMultiStepLR(optimizer, solver.STEPS, solver.GAMMA, max_iter=solver.MAX_ITER, **warmup)
+    if name == "WarmupCosineLR":
+        end_lr = float(solver.get("BASE_LR_END", 0.0))
+        end_factor = end_lr / solver.BASE_LR if solver.BASE_LR > 0 else 0.0
+        return WarmupCosineLR(optimizer, solver.MAX_ITER, end_factor=end_factor, **warmup)
+    raise ValueError(f"unknown SOLVER.LR_SCHEDULER_NAME '{name}' (choose from: {', '.join(SCHEDULERS)})")

@@ -1,0 +1,124 @@
+"""Learning-rate schedules stepped once per iteration: warmup, then multi-step decay or cosine.
+
+The schedule is a pure function of the iteration (``last_epoch`` counts iterations), so a resumed
+run that loads ``state_dict()`` continues with exactly the rates of an uninterrupted one.
+"""
+import bisect
+import logging
+import math
+from typing import List, Sequence
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = ["WarmupMultiStepLR", "WarmupCosineLR", "warmup_factor_at_iter"]
+
+logger = logging.getLogger(__name__)
+
+WARMUP_METHODS = ("linear", "constant")
+
+
+def warmup_factor_at_iter(method: str, iteration: int, warmup_iters: int, warmup_factor: float) -> float:
+    """The multiplier applied to the base LR at ``iteration`` during warmup (1.0 once it is over).
+
+    ``linear`` ramps from ``warmup_factor`` at iteration 0 to 1.0 at ``warmup_iters``;
+    ``constant`` holds ``warmup_factor`` for ``warmup_iters`` iterations.
+    """
+    if iteration >= warmup_iters:
+        return 1.0
+    if method == "constant":
+        return warmup_factor
+    if method == "linear":
+        alpha = iteration / warmup_iters
+        return warmup_factor * (1.0 - alpha) + alpha
+    raise ValueError(f"unknown SOLVER.WARMUP_METHOD '{method}' (choose from: {', '.join(WARMUP_METHODS)})")
+
+
+def _check_warmup(method: str, warmup_iters: int, warmup_factor: float) -> None:
+    if method not in WARMUP_METHODS:
+        raise ValueError(f"unknown SOLVER.WARMUP_METHOD '{method}' (choose from: {', '.join(WARMUP_METHODS)})")
+    if warmup_iters < 0:
+        raise ValueError(f"SOLVER.WARMUP_ITERS must be >= 0, got {warmup_iters}")
+    if not 0.0 <= warmup_factor <= 1.0:
+        raise ValueError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
+
+
+class WarmupMultiStepLR(LRScheduler):
+    """``base_lr * warmup(it) * gamma ** (number of milestones <= it)`` (detectron2's schedule)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        milestones: Sequence[int],
+        gamma: float = 0.1,
+        warmup_factor: float = 0.001,
+        warmup_iters: int = 1000,
+        warmup_method: str = "linear",
+        max_iter: int = 0,
+        last_epoch: int = -1,
+    ):
+        milestones = [int(m) for m in milestones]
+        if milestones != sorted(milestones):
+            raise ValueError(f"SOLVER.STEPS must be increasing, got {tuple(milestones)}")
+        if max_iter > 0 and any(m > max_iter for m in milestones):
+            logger.warning(
+                "SOLVER.STEPS %s has milestones beyond SOLVER.MAX_ITER %d; they are never reached",
+                tuple(milestones), max_iter,
+            )
+        _check_warmup(warmup_method, warmup_iters, warmup_factor)
+        self.milestones = milestones
+        self.gamma = gamma
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def lr_factor_at(self, iteration: int) -> float:
+        """The factor by which every group's initial LR is multiplied at ``iteration``."""
+        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+        return warmup * self.gamma ** bisect.bisect_right(self.milestones, iteration)
+
+    def get_lr(self) -> List[float]:
+        factor = self.lr_factor_at(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()
+
+
+class WarmupCosineLR(LRScheduler):
+    """Warmup, then half a cosine from ``base_lr`` at 0 to ``base_lr * end_factor`` at ``max_iter``."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_iter: int,
+        warmup_factor: float = 0.001,
+        warmup_iters: int = 1000,
+        warmup_method: str = "linear",
+        end_factor: float = 0.0,
+        last_epoch: int = -1,
+    ):
+        if max_iter <= 0:
+            raise ValueError(f"SOLVER.MAX_ITER must be > 0 for the cosine schedule, got {max_iter}")
+        _check_warmup(warmup_method, warmup_iters, warmup_factor)
+        self.max_iter = max_iter
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        self.end_factor = end_factor
+        super().__init__(optimizer, last_epoch)
+
+    def lr_factor_at(self, iteration: int) -> float:
+        """The factor by which every group's initial LR is multiplied at ``iteration``."""
+        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+        progress = min(iteration, self.max_iter) / self.max_iter
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return warmup * (self.end_factor + (1.0 - self.end_factor) * cosine)
+
+    def get_lr(self) -> List[float]:
+        factor = self.lr_factor_at(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()

@@ -1,0 +1,209 @@
+"""Train or evaluate a detector from a config: detectron2's ``tools/train_net.py`` command line, plus
+the Ascend ModelZoo's arguments.
+
+    python -m maskrcnn_multi.tools.train_net --config-file CFG [--resume] [--eval-only] \\
+        [--num-gpus N --num-machines M --machine-rank R --dist-url tcp://HOST:PORT] \\
+        [--data_path COCO_ROOT] [--device-ids 0 1 ...] [--master-addr A --master-port P] \\
+        [--opts] KEY VALUE ...
+
+Several processes: run it under torchrun (``python -m torch.distributed.run --nproc_per_node N -m
+maskrcnn_multi.tools.train_net ...``); started with ``--num-gpus N`` outside torchrun it re-executes
+itself under torchrun (``engine.launch``). ``--device-ids`` maps local ranks to device indices.
+Environment: PERF_ONLY=True skips evaluation; MASKRCNN_DIST_TIMEOUT (seconds, default 300) bounds
+the wait for the other ranks.
+"""
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from maskrcnn_multi.backends import get_backend
+from maskrcnn_multi.checkpoint import DetectionCheckpointer
+from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.data import register_coco_2017
+from maskrcnn_multi.engine.hooks import HookBase
+from maskrcnn_multi.engine.launch import (
+    get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
+)
+from maskrcnn_multi.engine.trainer import DefaultTrainer
+from maskrcnn_multi.evaluation import create_small_table, print_csv_format
+
+logger = logging.getLogger("maskrcnn_multi.tools.train_net")
+
+_COCO_2017_FILES = ("annotations/instances_train2017.json", "annotations/instances_val2017.json", "train2017", "val2017")
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train or evaluate a Faster / Mask R-CNN model.")
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to the config file")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine (0 .. M-1)")
+    parser.add_argument("--dist-url", default=None, help="tcp://HOST:PORT of machine 0 (default: a free local port)")
+    parser.add_argument("--data_path", "--data-path", dest="data_path", default=None,
+                        help="COCO 2017 root (annotations/, train2017/, val2017/): registers coco_2017_*")
+    # the Ascend ModelZoo's launch arguments
+    parser.add_argument("--device-ids", nargs="+", default=None, metavar="ID",
+                        help="device index of each local rank (ModelZoo); default: the local rank")
+    parser.add_argument("--master-addr", default=None, help="address of machine 0 (ModelZoo)")
+    parser.add_argument("--master-port", type=int, default=None, help="port on machine 0 (ModelZoo)")
+    parser.add_argument("--opts", dest="flag_opts", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE pairs that override the config")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs (as --opts)")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse, then move config pairs swallowed by ``--device-ids`` back to the overrides."""
+    args = argument_parser().parse_args(argv)
+    overrides: List[str] = []
+    if args.device_ids:
+        ids = list(args.device_ids)
+        count = next((i for i, token in enumerate(ids) if not token.isdigit()), len(ids))
+        args.device_ids, overrides = [int(token) for token in ids[:count]], ids[count:]
+    # "--opts" after trailing pairs lands inside the positional remainder: drop the flag itself
+    args.opts = [token for token in overrides + list(args.opts or []) + list(args.flag_opts or []) if token != "--opts"]
+    if len(args.opts) % 2:
+        raise SystemExit(f"train_net: config overrides must be KEY VALUE pairs, got an odd list: {args.opts}")
+    if args.master_addr or args.master_port:
+        if args.dist_url:
+            raise SystemExit("train_net: give either --dist-url or --master-addr/--master-port, not both")
+        args.dist_url = f"tcp://{args.master_addr or '127.0.0.1'}:{args.master_port or 29500}"
+    return args
+
+
+def setup_logging(output_dir: Optional[str]) -> None:
+    """Rank 0 logs INFO to stdout (the ModelZoo's scripts grep it) and to OUTPUT_DIR/log.txt
+    (when given); other ranks log warnings only."""
+    package_logger = logging.getLogger("maskrcnn_multi")
+    package_logger.handlers.clear()
+    package_logger.propagate = False
+    formatter = logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s", datefmt="%m/%d %H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if is_main_process() and output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(output_dir, "log.txt")))
+    elif not is_main_process():
+        formatter = logging.Formatter(f"[rank {get_rank()} %(name)s %(levelname)s] %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
+
+
+def _check_coco_root(root: str) -> None:
+    missing = [name for name in _COCO_2017_FILES if not os.path.exists(os.path.join(root, name))]
+    if missing:
+        raise SystemExit(f"train_net: --data_path {root} is not a COCO 2017 layout: {os.path.join(root, missing[0])} is missing")
+
+
+def register_datasets(data_path: Optional[str]) -> None:
+    """``--data_path`` points coco_2017_train / coco_2017_val at that root. (Importing the data
+    package registered them at ``<datasets>/coco``, and the synthetic shapes sets, generated on
+    first load, at ``<datasets>/shapes``; ``$MASKRCNN_MULTI_DATASETS`` moves ``<datasets>``.)"""
+    if data_path:
+        _check_coco_root(data_path)
+        register_coco_2017(data_path)
+
+
+def device_for_this_rank(device: str, device_ids: Optional[List[int]]) -> str:
+    """MODEL.DEVICE of this process. Distributed, each local rank takes its own device,
+    ``device_ids[local rank]`` (``--device-ids``) or the local rank, whatever index the config
+    names; a device kind with a single device (the host CPU) is shared by all ranks."""
+    if get_world_size() == 1:
+        return device
+    backend = get_backend(device)
+    if backend.runtime().device_count() <= 1 and not device_ids:
+        return device
+    local_rank = get_local_rank()
+    if device_ids and local_rank >= len(device_ids):
+        raise SystemExit(f"train_net: local rank {local_rank} has no entry in --device-ids {device_ids}")
+    return f"{backend.device_type}:{device_ids[local_rank] if device_ids else local_rank}"
+
+
+def setup(args: argparse.Namespace):
+    """The frozen config of this run; joins the process group; sets up logging; writes config.yaml."""
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    backend = get_backend(cfg.MODEL.DEVICE)  # validates MODEL.DEVICE (and loads torch_npu) first
+    init_distributed(backend.dist_backend)
+    cfg.MODEL.DEVICE = device_for_this_rank(cfg.MODEL.DEVICE, args.device_ids)
+    cfg.freeze()
+    setup_logging(cfg.OUTPUT_DIR)
+    register_datasets(args.data_path)
+    if is_main_process():
+        logger.info("Command line arguments: %s", args)
+        logger.info("Running with full config:\n%s", cfg.dump())
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as config_file:
+            config_file.write(cfg.dump())
+        logger.info("Full config saved to %s", os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+    return cfg
+
+
+class ProgressBar(HookBase):
+    """A tqdm bar over the iterations, shown when stdout is a terminal (rank 0 only)."""
+
+    def before_train(self) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter, unit="it", dynamic_ncols=True)
+
+    def after_step(self) -> None:
+        self._bar.update(1)
+
+    def after_train(self) -> None:
+        self._bar.close()
+
+
+def print_results(results) -> None:
+    """An AP table per dataset and task, then detectron2's copypaste lines."""
+    if not results:
+        return
+    per_dataset = results if all(isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())
+                                 for v in results.values()) else {"": results}
+    for dataset_name, tasks in per_dataset.items():
+        for task, metrics in tasks.items():
+            headline = {name: value for name, value in metrics.items() if "-" not in name}
+            print(f"\n{task} AP{' on ' + dataset_name if dataset_name else ''}:\n{create_small_table(headline)}")
+        print_csv_format(tasks)
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace):
+    """One process's work: evaluate (``--eval-only``) or train then evaluate; returns the results."""
+    cfg = setup(args)
+    if args.eval_only:
+        model = DefaultTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = DefaultTrainer.test(cfg, model)
+        if is_main_process():
+            print_results(results)
+        return results
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    if is_main_process() and sys.stdout.isatty():
+        trainer.register_hooks([ProgressBar()])
+    try:
+        results = trainer.train()
+    except FloatingPointError as error:
+        raise SystemExit(f"train_net: {error}") from None
+    if is_main_process():
+        print_results(results)
+    return results
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    """Entry point (``python -m maskrcnn_multi.tools.train_net``, console script ``maskrcnn-train``)."""
+    args = parse_args(argv)
+    setup_logging(None)  # until setup() knows OUTPUT_DIR: lets the launcher say what it starts
+    return launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                  dist_url=args.dist_url, script_args=list(sys.argv[1:] if argv is None else argv), args=(args,))
+
+
+if __name__ == "__main__":
+    main()
