@@ -1,0 +1,145 @@
+"""Run a trained model on images and write them with boxes, class names, scores and masks drawn.
+
+    python -m maskrcnn_multi.tools.demo --config-file CFG --input a.jpg 'dir/*.jpg' --output out/ \\
+        [--confidence-threshold 0.5] [--opts KEY VALUE ...]   (or trailing KEY VALUE pairs)
+"""
+import argparse
+import glob
+import logging
+import os
+import sys
+import time
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+import tqdm
+
+from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.engine import DefaultPredictor
+from maskrcnn_multi.tools._coco_names import COCO_CLASS_NAMES
+
+logger = logging.getLogger("maskrcnn_multi.demo")
+
+# distinct BGR colours, cycled over instances
+_PALETTE = np.array([
+    [0, 114, 189], [217, 83, 25], [237, 177, 32], [126, 47, 142], [119, 172, 48], [77, 190, 238],
+    [162, 20, 47], [255, 128, 0], [0, 200, 120], [200, 0, 200], [60, 60, 255], [255, 60, 60],
+], dtype=np.float32)[:, ::-1]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="maskrcnn_multi demo: draw detections on images")
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config file")
+    parser.add_argument("--input", nargs="+", required=True, help="images or glob patterns ('dir/*.jpg')")
+    parser.add_argument("--output", required=True,
+                        help="a directory (created) for the drawn images, or a file name for a single input")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5,
+                        help="minimum score of the detections drawn (MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides as KEY VALUE pairs (may also trail the command line)")
+    return parser
+
+
+def setup_cfg(args, extra_opts: Sequence[str] = ()):
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    opts = list(args.opts) + list(extra_opts)
+    if len(opts) % 2:
+        raise SystemExit(f"demo: config overrides must be KEY VALUE pairs, got an odd list: {opts}")
+    cfg.merge_from_list(opts)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
+    cfg.freeze()
+    return cfg
+
+
+def class_names_for(cfg) -> List[str]:
+    """The DATASETS.TEST[0] dataset's thing_classes when it is registered, else COCO's 80 names."""
+    if len(cfg.DATASETS.TEST):
+        try:
+            from maskrcnn_multi.data import MetadataCatalog
+            names = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes")
+        except (ImportError, KeyError, AttributeError):
+            names = None
+        if names:
+            return list(names)
+    return list(COCO_CLASS_NAMES)
+
+
+def expand_inputs(patterns: Sequence[str]) -> List[str]:
+    paths = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise SystemExit(f"demo: --input '{pattern}' matches no file")
+        paths.extend(matched)
+    return paths
+
+
+def _host(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
+
+
+def draw_instances(image_bgr: np.ndarray, instances, class_names: Sequence[str], alpha: float = 0.5) -> np.ndarray:
+    """Draw translucent masks, boxes and "name score%" labels on a copy of ``image_bgr`` (HxWx3 uint8)."""
+    canvas = image_bgr.astype(np.float32)
+    boxes = _host(instances.pred_boxes.tensor) if instances.has("pred_boxes") else np.zeros((0, 4))
+    scores = _host(instances.scores) if instances.has("scores") else np.ones(len(boxes))
+    classes = _host(instances.pred_classes) if instances.has("pred_classes") else np.zeros(len(boxes), int)
+    masks = _host(instances.pred_masks) if instances.has("pred_masks") else None
+
+    # largest first, so small objects stay visible on top
+    order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
+    colors = [_PALETTE[i % len(_PALETTE)] for i in range(len(boxes))]
+    if masks is not None:
+        for i in order:
+            region = masks[i].astype(bool)
+            canvas[region] = canvas[region] * (1 - alpha) + colors[i] * alpha
+    drawn = np.clip(canvas, 0, 255).astype(np.uint8)
+    for i in order:
+        x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
+        color = tuple(int(c) for c in colors[i])
+        cv2.rectangle(drawn, (x0, y0), (x1, y1), color, 2)
+        name = class_names[classes[i]] if 0 <= classes[i] < len(class_names) else str(int(classes[i]))
+        label = f"{name} {scores[i] * 100:.0f}%"
+        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top = max(y0 - text_h - baseline, 0)
+        cv2.rectangle(drawn, (x0, top), (x0 + text_w, top + text_h + baseline), color, -1)
+        cv2.putText(drawn, label, (x0, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return drawn
+
+
+def output_path(output: str, input_path: str, num_inputs: int) -> str:
+    if num_inputs > 1 or output.endswith(os.sep) or os.path.isdir(output):
+        os.makedirs(output, exist_ok=True)
+        return os.path.join(output, os.path.basename(input_path))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    return output
+
+
+def main(argv=None) -> int:
+    args, extra = get_parser().parse_known_args(argv)
+    unknown_flags = [item for item in extra if item.startswith("--")]
+    if unknown_flags:
+        raise SystemExit(f"demo: unknown arguments {unknown_flags}")
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s", stream=sys.stdout)
+    cfg = setup_cfg(args, extra)
+    predictor = DefaultPredictor(cfg)
+    class_names = class_names_for(cfg)
+    paths = expand_inputs(args.input)
+    for path in tqdm.tqdm(paths, desc="demo"):
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"demo: cannot read image '{path}'")
+        start = time.perf_counter()
+        predictions = predictor(image)
+        instances = predictions["instances"]
+        logger.info("%s: detected %d instances in %.2fs", path, len(instances), time.perf_counter() - start)
+        target = output_path(args.output, path, len(paths))
+        if not cv2.imwrite(target, draw_instances(image, instances, class_names)):
+            raise SystemExit(f"demo: cannot write '{target}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""GeneralizedRCNN end to end on random data: Mask R-CNN and Faster R-CNN, training and inference."""
+import pytest
+import torch
+
+from rcnn_helpers import make_random_batch, make_small_cfg
+from maskrcnn_multi.modeling import GeneralizedRCNN, build_model
+
+MASK_LOSSES = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
+
+
+def test_mask_rcnn_training_step_gives_finite_losses_and_gradients():
+    model = build_model(make_small_cfg(mask_on=True))
+    assert isinstance(model, GeneralizedRCNN)
+    model.train()
+    losses = model(make_random_batch())
+    assert set(losses) == MASK_LOSSES
+    for name, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), f"{name} = {value}"
+    sum(losses.values()).backward()
+    for name in ("proposal_generator.rpn_head.conv.weight", "roi_heads.box_predictor.cls_score.weight",
+                 "roi_heads.box_predictor.bbox_pred.weight", "roi_heads.mask_head.predictor.weight",
+                 "backbone.fpn_output2.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_faster_rcnn_trains_and_predicts():
+    cfg = make_small_cfg(mask_on=False)
+    model = build_model(cfg)
+    assert not any(name.startswith("roi_heads.mask_head") for name, _ in model.named_parameters())
+    losses = model.train()(make_random_batch(seed=1))
+    assert set(losses) == MASK_LOSSES - {"loss_mask"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+    model.eval()
+    cfg_scores = model.roi_heads.box_predictor
+    cfg_scores.test_score_thresh = 0.0  # random weights: keep whatever comes out
+    with torch.no_grad():
+        outputs = model(make_random_batch(num_images=1, height=96, width=120, with_targets=False))
+    instances = outputs[0]["instances"]
+    assert instances.image_size == (96, 120)
+    assert not instances.has("pred_masks")
+    assert len(instances) <= cfg.TEST.DETECTIONS_PER_IMAGE
+    assert instances.pred_boxes.tensor.shape == (len(instances), 4)
+
+
+def test_mask_rcnn_inference_rescales_to_requested_size():
+    model = build_model(make_small_cfg(mask_on=True)).eval()
+    model.roi_heads.box_predictor.test_score_thresh = 0.0
+    batch = make_random_batch(num_images=2, with_targets=False)
+    batch[1]["height"], batch[1]["width"] = 256, 320  # the original was twice the input's size
+    with torch.no_grad():
+        outputs = model(batch)
+    first, second = outputs[0]["instances"], outputs[1]["instances"]
+    assert first.image_size == (128, 160) and second.image_size == (256, 320)
+    assert second.pred_masks.shape[1:] == (256, 320) and second.pred_masks.dtype == torch.bool
+    assert len(second) > 0 and second.pred_boxes.tensor[:, 2].max() <= 320
+    assert set(second.get_fields()) == {"pred_boxes", "scores", "pred_classes", "pred_masks"}
+
+
+def test_image_without_ground_truth_still_trains():
+    model = build_model(make_small_cfg(mask_on=True)).train()
+    batch = make_random_batch(num_images=2)
+    batch[1]["instances"] = batch[1]["instances"][torch.zeros(len(batch[1]["instances"]), dtype=torch.bool)]
+    losses = model(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("META_ARCHITECTURE", "Nope", "MODEL.META_ARCHITECTURE 'Nope'"),
+    ("ROI_HEADS.NAME", "Res5ROIHeads", "MODEL.ROI_HEADS.NAME 'Res5ROIHeads'"),
+    ("PROPOSAL_GENERATOR.NAME", "RRPN", "MODEL.PROPOSAL_GENERATOR.NAME 'RRPN'"),
+])
+def test_unknown_component_name_is_a_one_line_error(key, value, message):
+    cfg = make_small_cfg()
+    node = cfg.MODEL
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        node = node[parent]
+    node[leaf] = value
+    with pytest.raises(ValueError, match=message.replace(".", r"\.") + r".*choose from"):
+        build_model(cfg)
