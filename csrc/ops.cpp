@@ -1,0 +1,56 @@
+// The one place every native op of maskrcnn_multi is declared and its kernels registered. The schemas
+// are the contract of docs/ARCHITECTURE.md, shared by every device: CPU kernels live in csrc/cpu/,
+// CUDA ones in csrc/cuda/ (built with WITH_CUDA), and the NPU backend registers PrivateUse1 kernels
+// from Python (maskrcnn_multi/backends/npu.py). Autograd for roi_align is registered from Python
+// (maskrcnn_multi/backends/native.py) so that it follows whichever device's kernels run.
+#include <Python.h>
+
+#include <torch/library.h>
+
+#include "ops.h"
+
+TORCH_LIBRARY(maskrcnn_multi, m) {
+  // Indices into `boxes` (int64) kept by greedy NMS, sorted by decreasing score.
+  m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
+  // Pairwise IoU (N, M); NaN where two zero-area boxes meet (0 / 0), as torchvision.
+  m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
+  // rois: (K, 5) [batch_index, x0, y0, x1, y1]; returns (K, C, pooled_height, pooled_width).
+  m.def(
+      "roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
+      "int pooled_width, int sampling_ratio, bool aligned) -> Tensor");
+  // Gradient w.r.t. roi_align's input: (batch_size, channels, height, width).
+  m.def(
+      "roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, "
+      "int pooled_width, int batch_size, int channels, int height, int width, "
+      "int sampling_ratio, bool aligned) -> Tensor");
+  // masks (N, M, M) pasted into (N, height, width) float images, before thresholding.
+  m.def("paste_masks(Tensor masks, Tensor boxes, int height, int width) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
+  m.impl("nms", TORCH_FN(maskrcnn_multi::cpu::nms));
+  m.impl("box_iou", TORCH_FN(maskrcnn_multi::cpu::box_iou));
+  m.impl("roi_align", TORCH_FN(maskrcnn_multi::cpu::roi_align));
+  m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cpu::roi_align_backward));
+  m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cpu::paste_masks));
+}
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(maskrcnn_multi, CUDA, m) {
+  m.impl("nms", TORCH_FN(maskrcnn_multi::cuda::nms));
+  m.impl("box_iou", TORCH_FN(maskrcnn_multi::cuda::box_iou));
+  m.impl("roi_align", TORCH_FN(maskrcnn_multi::cuda::roi_align));
+  m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cuda::roi_align_backward));
+  m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cuda::paste_masks));
+}
+#endif
+
+// `import maskrcnn_multi._C` loads this library, which runs the static registrations above and in
+// every kernel file; the module object itself carries nothing.
+static PyModuleDef kNativeModule = {
+    PyModuleDef_HEAD_INIT, "maskrcnn_multi._C",
+    "Native kernels of maskrcnn_multi, reachable as torch.ops.maskrcnn_multi.*", -1, nullptr};
+
+PyMODINIT_FUNC PyInit__C(void) {
+  return PyModule_Create(&kNativeModule);
+}

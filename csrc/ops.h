@@ -1,0 +1,34 @@
+// Kernel entry points of maskrcnn_multi's native ops, one implementation per device, registered on
+// the dispatcher by csrc/ops.cpp. Argument order and meaning follow the schemas declared there.
+// Kernel files include this light header (not torch/library.h) to keep the build fast.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace maskrcnn_multi {
+
+namespace cpu {
+at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold);
+at::Tensor box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2);
+at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
+                     int64_t pooled_width, int64_t sampling_ratio, bool aligned);
+at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                              int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
+                              int64_t height, int64_t width, int64_t sampling_ratio, bool aligned);
+at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width);
+}  // namespace cpu
+
+#ifdef WITH_CUDA
+namespace cuda {
+at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold);
+at::Tensor box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2);
+at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
+                     int64_t pooled_width, int64_t sampling_ratio, bool aligned);
+at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                              int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
+                              int64_t height, int64_t width, int64_t sampling_ratio, bool aligned);
+at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width);
+}  // namespace cuda
+#endif
+
+}  // namespace maskrcnn_multi

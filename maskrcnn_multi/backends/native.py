@@ -1,0 +1,98 @@
+"""The compiled extension `maskrcnn_multi._C` and what it offers on each device.
+
+`_C` declares every native op (`torch.ops.maskrcnn_multi.*`, schemas in docs/ARCHITECTURE.md) and
+registers CPU kernels, plus CUDA ones when it was built with CUDA; the NPU backend adds PrivateUse1
+kernels on the same schemas from Python. `maskrcnn_multi.ops` asks `has_kernel(op, device_type)` and
+falls back to its pure-PyTorch reference when the answer is no.
+
+Importing this module loads `_C` once. Without it (not built, or built for another torch) one warning
+says so and every op runs its reference implementation.
+"""
+import functools
+import importlib
+import logging
+from types import ModuleType
+from typing import Optional
+
+import torch
+
+__all__ = ["NAMESPACE", "extension", "has_kernel", "batched_nms_per_class_min_elements"]
+
+NAMESPACE = "maskrcnn_multi"
+
+logger = logging.getLogger(__name__)
+
+# device.type -> dispatch key, where the key is not simply the upper-cased type.
+_DISPATCH_KEYS = {"meta": "Meta", "privateuseone": "PrivateUse1"}
+
+
+@functools.lru_cache(maxsize=None)
+def extension() -> Optional[ModuleType]:
+    """The loaded `maskrcnn_multi._C`, or None (warned about once) when it cannot be imported."""
+    try:
+        module = importlib.import_module("maskrcnn_multi._C")
+    except ImportError as error:
+        logger.warning(
+            "maskrcnn_multi._C is not available (%s); the pure-PyTorch reference ops are used. "
+            "Build it with `pip install --no-build-isolation -e .`.", error)
+        return None
+    _register_roi_align_autograd()
+    return module
+
+
+def _dispatch_key(device_type: str) -> str:
+    if device_type == torch._C._get_privateuse1_backend_name():
+        return "PrivateUse1"  # "npu" once torch_npu has renamed the PrivateUse1 backend
+    if device_type == "npu":
+        return "PrivateUse1"
+    return _DISPATCH_KEYS.get(device_type, device_type.upper())
+
+
+def has_kernel(op_name: str, device_type: str) -> bool:
+    """Whether `maskrcnn_multi::<op_name>` has a kernel registered for `device_type` ("cpu", "cuda", "npu").
+
+    Asked of the dispatcher on every call (not cached), so kernels registered later, such as the NPU
+    backend's, are seen. False when the op is not defined at all (no `_C`).
+    """
+    extension()
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op_name}", _dispatch_key(device_type))
+    except RuntimeError:  # the operator does not exist
+        return False
+
+
+def batched_nms_per_class_min_elements(device_type: str) -> int:
+    """boxes.numel() above which batched_nms runs NMS class by class instead of offsetting coordinates.
+
+    torchvision's measured crossover: 4,000 on the CPU, 20,000 on accelerators. Keeping its rule also
+    keeps its results, because the coordinate offset changes the rounding of IoUs.
+    """
+    return 4000 if device_type == "cpu" else 20000
+
+
+def _roi_align_setup_context(ctx, inputs, output) -> None:
+    features, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
+    ctx.save_for_backward(rois)
+    ctx.features_shape = tuple(features.shape)
+    ctx.pooling = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+
+
+def _roi_align_backward(ctx, grad_pooled):
+    (rois,) = ctx.saved_tensors
+    spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.pooling
+    batch_size, channels, height, width = ctx.features_shape
+    grad_features = torch.ops.maskrcnn_multi.roi_align_backward(
+        grad_pooled.contiguous(), rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
+        width, sampling_ratio, aligned)
+    # Gradients flow to the features only: rois are coordinates, the rest are settings.
+    return grad_features, None, None, None, None, None, None
+
+
+def _register_roi_align_autograd() -> None:
+    """Make roi_align differentiable on every device: the formula calls the roi_align_backward op,
+    which dispatches on the gradient's device like any other op."""
+    torch.library.register_autograd(
+        f"{NAMESPACE}::roi_align", _roi_align_backward, setup_context=_roi_align_setup_context)
+
+
+extension()

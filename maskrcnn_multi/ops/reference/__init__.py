@@ -1,0 +1,8 @@
+"""Pure-PyTorch twins of the native ops: they run on any device and are what the kernels are tested
+against. Each follows its peer's arithmetic (torchvision's C++ kernels, detectron2's mask pasting)."""
+from .box_iou import box_iou
+from .nms import nms
+from .paste_masks import paste_masks, region_masks
+from .roi_align import roi_align
+
+__all__ = ["box_iou", "nms", "paste_masks", "region_masks", "roi_align"]

@@ -1,0 +1,150 @@
+"""Time the detection ops, reference (pure PyTorch) against native kernels, on one device.
+
+    python -m maskrcnn_multi.tools.benchmark_ops [--device cpu] [--repeat 5]
+
+Cases, all for an 800x1216 input image:
+- nms: 2,000 and 12,000 RPN-like boxes (random centres and log-uniform sizes, clipped to the
+  image), random scores, IoU threshold 0.7.
+- roi_align: FPN features with 256 channels at strides 4, 8, 16, 32. Every level is pooled, each roi
+  on the level detectron2's ROIPooler assigns it (canonical box 224 at level 4), so the timing is that
+  of a box head (512 rois, 7x7) or mask head (100 rois, 14x14) pass: sampling_ratio 0, aligned.
+  "fwd" pools; "fwd+bwd" also back-propagates a gradient of ones to the features.
+- paste_masks: 100 masks of 28x28 into the 800x1216 image (threshold 0.5).
+The table gives the median wall time of `--repeat` runs after one warm-up run.
+"""
+import argparse
+import math
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from maskrcnn_multi.backends import get_backend, native
+from maskrcnn_multi.ops import reference
+
+IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
+FPN_STRIDES = (4, 8, 16, 32)
+FPN_CHANNELS = 256
+
+
+def random_boxes(count: int, device: torch.device, min_size: float = 8.0, max_size: float = 512.0) -> torch.Tensor:
+    """(count, 4) boxes inside the image: sqrt(area) log-uniform in [min_size, max_size] and aspect
+    ratios in [1/2, 2], like anchors (elongated boxes would pool far more samples per bin)."""
+    centres = torch.rand(count, 2, device=device) * torch.tensor([IMAGE_WIDTH, IMAGE_HEIGHT], device=device)
+    sizes = torch.empty(count, device=device).uniform_(math.log(min_size), math.log(max_size)).exp()
+    aspect_ratios = torch.empty(count, device=device).uniform_(math.log(0.5), math.log(2.0)).exp()
+    half = torch.stack([sizes / aspect_ratios.sqrt(), sizes * aspect_ratios.sqrt()], dim=1) / 2
+    boxes = torch.cat([centres - half, centres + half], dim=1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, IMAGE_WIDTH)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, IMAGE_HEIGHT)
+    return boxes
+
+
+def fpn_levels(boxes: torch.Tensor) -> torch.Tensor:
+    """detectron2's assign_boxes_to_levels: level index 0..3 for strides 4..32."""
+    sizes = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
+    levels = torch.floor(4 + torch.log2(sizes / 224 + 1e-8))
+    return (levels.clamp(2, 5) - 2).to(torch.int64)
+
+
+def multilevel_pool(pool: Callable, features: Sequence[torch.Tensor], boxes: torch.Tensor,
+                    output_size: int) -> torch.Tensor:
+    """Pool each box on its FPN level with `pool(features, rois, scale, h, w, sampling, aligned)`."""
+    levels = fpn_levels(boxes)
+    rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
+    pooled = features[0].new_zeros((boxes.shape[0], FPN_CHANNELS, output_size, output_size))
+    for level, (level_features, stride) in enumerate(zip(features, FPN_STRIDES)):
+        members = torch.where(levels == level)[0]
+        if members.numel():
+            pooled[members] = pool(level_features, rois[members], 1.0 / stride, output_size, output_size, 0, True)
+    return pooled
+
+
+def time_median(run: Callable[[], object], synchronize: Callable[[], None], repeat: int) -> float:
+    """Median seconds of `repeat` runs after one warm-up."""
+    run()
+    synchronize()
+    durations = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        synchronize()
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations)
+
+
+def implementations(device_type: str) -> Dict[str, Optional[Dict[str, Callable]]]:
+    """{"reference": ops, "native": ops or None when no kernel serves this device}."""
+    found = {"reference": {"nms": reference.nms, "roi_align": reference.roi_align,
+                           "paste_masks": reference.paste_masks}}
+    if all(native.has_kernel(op, device_type) for op in ("nms", "roi_align", "roi_align_backward", "paste_masks")):
+        found["native"] = {"nms": torch.ops.maskrcnn_multi.nms, "roi_align": torch.ops.maskrcnn_multi.roi_align,
+                           "paste_masks": torch.ops.maskrcnn_multi.paste_masks}
+    else:
+        found["native"] = None
+    return found
+
+
+def benchmark_cases(device: torch.device) -> List[tuple]:
+    """(op, case, callable(ops) -> runner) rows in table order."""
+    torch.manual_seed(0)
+    rows = []
+    for count in (2000, 12000):
+        boxes, scores = random_boxes(count, device), torch.rand(count, device=device)
+        rows.append(("nms", f"{count} boxes, thr 0.7", lambda ops, b=boxes, s=scores: (lambda: ops["nms"](b, s, 0.7))))
+    features = [torch.randn(1, FPN_CHANNELS, math.ceil(IMAGE_HEIGHT / stride), math.ceil(IMAGE_WIDTH / stride),
+                            device=device) for stride in FPN_STRIDES]
+    for head, count, size in (("box head", 512, 7), ("mask head", 100, 14)):
+        boxes = random_boxes(count, device, min_size=16.0)
+        case = f"{head}: {count} rois {size}x{size}"
+        rows.append(("roi_align", f"{case} fwd", lambda ops, b=boxes, s=size: _pool_runner(ops, features, b, s, False)))
+        rows.append(("roi_align", f"{case} fwd+bwd",
+                     lambda ops, b=boxes, s=size: _pool_runner(ops, features, b, s, True)))
+    masks = torch.rand(100, 28, 28, device=device)
+    mask_boxes = random_boxes(100, device, min_size=16.0)
+    rows.append(("paste_masks", "100 masks 28x28 -> 800x1216",
+                 lambda ops: (lambda: ops["paste_masks"](masks, mask_boxes, IMAGE_HEIGHT, IMAGE_WIDTH) >= 0.5)))
+    return rows
+
+
+def _pool_runner(ops, features, boxes, output_size: int, backward: bool) -> Callable[[], object]:
+    if not backward:
+        return lambda: multilevel_pool(ops["roi_align"], features, boxes, output_size)
+    leaves = [level.detach().requires_grad_(True) for level in features]
+
+    def forward_backward():
+        pooled = multilevel_pool(ops["roi_align"], leaves, boxes, output_size)
+        pooled.backward(torch.ones_like(pooled))
+        for leaf in leaves:
+            leaf.grad = None
+
+    return forward_backward
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="MODEL.DEVICE-style device (default: cpu)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (default: 5)")
+    args = parser.parse_args(argv)
+
+    backend = get_backend(args.device)
+    device = backend.device
+    found = implementations(device.type)
+    print(f"device: {device}   torch {torch.__version__}   torch.get_num_threads() = {torch.get_num_threads()}")
+    print(f"native kernels: {'yes' if found['native'] else 'no (maskrcnn_multi._C not built for this device)'}")
+    header = f"{'op':<12} {'case':<38} {'reference ms':>13} {'native ms':>10} {'speed-up':>9}"
+    print(header)
+    print("-" * len(header))
+    for op, case, make_runner in benchmark_cases(device):
+        times = {}
+        for name, ops in found.items():
+            if ops is not None:
+                times[name] = time_median(make_runner(ops), backend.synchronize, args.repeat) * 1e3
+        native_ms = f"{times['native']:10.2f}" if "native" in times else f"{'-':>10}"
+        speed_up = f"{times['reference'] / times['native']:8.1f}x" if "native" in times else f"{'-':>9}"
+        print(f"{op:<12} {case:<38} {times['reference']:13.2f} {native_ms} {speed_up}")
+
+
+if __name__ == "__main__":
+    main()
