@@ -6,9 +6,10 @@ CONFIG_FILE="configs/COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"
 MODE=acc
 TOPOLOGY=8p
 DEFAULT_BATCH=64
-DEFAULT_STEPS=""
+DEFAULT_STEPS="11250"
 BASE_BATCH=8
 BASE_LR=0.0025
 NUM_WORKERS=8
+# shellcheck source=test/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mm_main "$@"

@@ -6,9 +6,10 @@ CONFIG_FILE="configs/COCO-InstanceSegmentation/mask_rcnn_R_101_FPN_3x.yaml"
 MODE=acc
 TOPOLOGY=1p
 DEFAULT_BATCH=8
-DEFAULT_STEPS=""
+DEFAULT_STEPS="82000"
 BASE_BATCH=8
 BASE_LR=0.0025
 NUM_WORKERS=4
+# shellcheck source=test/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mm_main "$@"

@@ -10,5 +10,6 @@ DEFAULT_STEPS="200"
 BASE_BATCH=8
 BASE_LR=0.0025
 NUM_WORKERS=8
+# shellcheck source=test/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mm_main "$@"

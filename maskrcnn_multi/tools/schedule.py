@@ -1,11 +1,17 @@
 """Plan a training schedule for a batch size: the `SOLVER.*` pairs the launch scripts pass to train_net.
 
-Accuracy runs take the config's schedule and scale it linearly to the batch (detectron2's rule of
-thumb: iterations x batch and LR / batch stay constant). Performance runs train a fixed number of steps
-at the ModelZoo's LR per image, without LR decay.
+The Ascend ModelZoo's rule, which every launch script follows: the LR is `reference_lr` per
+`reference_batch` images (0.0025 per 8, so 0.02 at 64) scaled linearly with the batch, and the warm-up
+is the config's `SOLVER.WARMUP_ITERS` (cut to the run's length).
 
-    python -m maskrcnn_multi.tools.schedule --config-file CFG --mode acc --batch-size 64
-    -> SOLVER.IMS_PER_BATCH 64 SOLVER.BASE_LR 0.08 SOLVER.MAX_ITER 67500 SOLVER.STEPS (52500,62500) ...
+- Performance runs (`--mode perf`) train `--train-steps` iterations without LR decay.
+- Accuracy runs (`--mode acc`) train `--train-steps` iterations, or, without it, `--default-steps`
+  at `--default-batch` scaled to the batch (same number of images), and decay the LR at the same
+  fractions of the run as the config's `SOLVER.STEPS` are of its `SOLVER.MAX_ITER`.
+
+    python -m maskrcnn_multi.tools.schedule --config-file CFG --mode acc --batch-size 64 \\
+        --default-steps 10250 --default-batch 64
+    -> SOLVER.IMS_PER_BATCH 64 SOLVER.BASE_LR 0.02 SOLVER.MAX_ITER 10250 SOLVER.STEPS (7972,9491) ...
 """
 import argparse
 import sys
@@ -27,27 +33,39 @@ class Schedule:
                 "SOLVER.WARMUP_ITERS", str(self.warmup_iters)]
 
 
-def scale_schedule(solver, batch_size: int, train_steps: int = 0) -> Schedule:
-    """The config's schedule (a `SOLVER` node) scaled to `batch_size`; `train_steps` > 0 overrides the
-    length and the LR steps keep their fractions of it."""
-    if batch_size <= 0:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
-    ratio = solver.IMS_PER_BATCH / batch_size
-    max_iter = train_steps if train_steps > 0 else max(1, round(solver.MAX_ITER * ratio))
-    steps = tuple(round(step * max_iter / solver.MAX_ITER) for step in solver.STEPS)
-    steps = tuple(step for step in steps if 0 < step < max_iter)
-    warmup = min(round(solver.WARMUP_ITERS * ratio), max_iter)
-    base_lr = solver.BASE_LR * batch_size / solver.IMS_PER_BATCH
-    return Schedule(batch_size, base_lr, max_iter, steps, warmup)
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
+def scaled_lr(batch_size: int, reference_batch: int, reference_lr: float) -> float:
+    """`reference_lr` per `reference_batch` images, scaled linearly to `batch_size`."""
+    _check_positive(batch_size=batch_size, reference_batch=reference_batch, reference_lr=reference_lr)
+    return reference_lr * batch_size / reference_batch
 
 
 def performance_schedule(solver, batch_size: int, train_steps: int, reference_batch: int,
                          reference_lr: float) -> Schedule:
-    """A fixed-length run at `reference_lr` per `reference_batch` images, no LR decay."""
-    if train_steps <= 0:
-        raise ValueError(f"a performance run needs --train-steps > 0, got {train_steps}")
-    base_lr = reference_lr * batch_size / reference_batch
+    """A fixed-length run at the scaled LR, no LR decay."""
+    _check_positive(train_steps=train_steps)
+    base_lr = scaled_lr(batch_size, reference_batch, reference_lr)
     return Schedule(batch_size, base_lr, train_steps, (), min(solver.WARMUP_ITERS, train_steps))
+
+
+def accuracy_schedule(solver, batch_size: int, train_steps: int, default_steps: int, default_batch: int,
+                      reference_batch: int, reference_lr: float) -> Schedule:
+    """`train_steps` (> 0) or `default_steps` x `default_batch` / `batch_size` iterations at the scaled
+    LR, decayed at the config's `SOLVER.STEPS` fractions of `SOLVER.MAX_ITER`."""
+    base_lr = scaled_lr(batch_size, reference_batch, reference_lr)
+    if train_steps > 0:
+        max_iter = train_steps
+    else:
+        _check_positive(default_steps=default_steps, default_batch=default_batch)
+        max_iter = max(1, round(default_steps * default_batch / batch_size))
+    steps = tuple(round(step * max_iter / solver.MAX_ITER) for step in solver.STEPS)
+    steps = tuple(sorted({step for step in steps if 0 < step < max_iter}))
+    return Schedule(batch_size, base_lr, max_iter, steps, min(solver.WARMUP_ITERS, max_iter))
 
 
 def main(argv=None) -> int:
@@ -55,7 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--mode", choices=("acc", "perf"), required=True)
     parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--train-steps", type=int, default=0, help="0: the config's length, scaled")
+    parser.add_argument("--train-steps", type=int, default=0, help="0: --default-steps scaled to the batch")
+    parser.add_argument("--default-steps", type=int, default=0, help="length of an accuracy run at --default-batch")
+    parser.add_argument("--default-batch", type=int, default=0)
     parser.add_argument("--reference-batch", type=int, default=8)
     parser.add_argument("--reference-lr", type=float, default=0.0025)
     args = parser.parse_args(argv)
@@ -66,14 +86,15 @@ def main(argv=None) -> int:
     cfg.merge_from_file(args.config_file)
     try:
         if args.mode == "acc":
-            schedule = scale_schedule(cfg.SOLVER, args.batch_size, args.train_steps)
+            schedule = accuracy_schedule(cfg.SOLVER, args.batch_size, args.train_steps, args.default_steps,
+                                         args.default_batch, args.reference_batch, args.reference_lr)
         else:
             schedule = performance_schedule(cfg.SOLVER, args.batch_size, args.train_steps,
                                             args.reference_batch, args.reference_lr)
     except ValueError as error:
-        print(f"schedule: {error}", file=sys.stderr)
+        sys.stderr.write(f"schedule: {error}\n")
         return 2
-    print(" ".join(schedule.as_opts()))
+    sys.stdout.write(" ".join(schedule.as_opts()) + "\n")
     return 0
 
 

@@ -1,0 +1,39 @@
+"""The shapes set written in the COCO 2017 layout, the one ``train_net --data_path`` and the launch
+scripts (test/train_*.sh) expect: ``<root>/annotations/instances_{train,val}2017.json``,
+``<root>/train2017/*.jpg``, ``<root>/val2017/*.jpg``. Same images and annotations as
+``generate_shapes_dataset`` with the same arguments (image file names are relative to the split
+folder, so only the folder and file names change).
+"""
+import os
+import shutil
+import tempfile
+from typing import Tuple
+
+from .shapes import SPLITS, generate_shapes_dataset
+
+__all__ = ["generate_coco2017_layout"]
+
+
+def generate_coco2017_layout(root: str, num_train: int = 400, num_val: int = 40, seed: int = 0,
+                             image_size: Tuple[int, int] = (256, 320), max_shapes: int = 4) -> str:
+    """Write the shapes set into ``root`` in the COCO 2017 layout and return ``root``.
+
+    Raises FileExistsError when ``root`` already holds one of the files or folders it would write.
+    """
+    targets = [os.path.join(root, "annotations", f"instances_{split}2017.json") for split in SPLITS]
+    targets += [os.path.join(root, f"{split}2017") for split in SPLITS]
+    existing = [path for path in targets if os.path.exists(path)]
+    if existing:
+        raise FileExistsError(f"{existing[0]} already exists; choose an empty --output")
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".shapes-coco2017-", dir=root)
+    try:
+        generate_shapes_dataset(staging, num_train=num_train, num_val=num_val, seed=seed,
+                                image_size=image_size, max_shapes=max_shapes)
+        for split in SPLITS:
+            os.replace(os.path.join(staging, split), os.path.join(root, f"{split}2017"))
+            os.replace(os.path.join(staging, "annotations", f"instances_{split}.json"),
+                       os.path.join(root, "annotations", f"instances_{split}2017.json"))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
