@@ -122,8 +122,8 @@ setup(
     cmdclass={"build_ext": _build_ext_class()},
     entry_points={
         "console_scripts": [
-            "maskrcnn-train = maskrcnn_multi.tools.train_net:main",
-            "maskrcnn-demo = maskrcnn_multi.tools.demo:main",
+            "maskrcnn-train = maskrcnn_multi.tools.train_net:cli",
+            "maskrcnn-demo = maskrcnn_multi.tools.demo:cli",
         ]
     },
     zip_safe=False,

@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 _MB = 1024.0 * 1024.0
 
 
+FLOAT32_MODES = ("", "fp32", "hf32")
+
+
 class BackendUnavailableError(RuntimeError):
     """The requested device cannot be used here; the message (one line) says what is missing."""
 
@@ -89,6 +92,13 @@ class Backend:
         """Make this device the current one of this process (no-op without an index)."""
         if self.index is not None:
             self.runtime().set_device(self.index)
+
+    def set_float32_precision(self, mode: str) -> None:
+        """How float32 matmuls and convolutions run: "fp32" exact, "hf32" the device's faster
+        reduced-mantissa float32 (TF32 on CUDA, HF32 on Ascend), "" the device's default.
+        The CPU has only exact float32 here, so the base class accepts the modes and changes nothing."""
+        if mode not in FLOAT32_MODES:
+            raise ValueError(f"unknown float32 precision {mode!r} (choose from: {', '.join(map(repr, FLOAT32_MODES))})")
 
     def synchronize(self) -> None:
         """Wait for all work queued on the device (for timing)."""

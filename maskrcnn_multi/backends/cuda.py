@@ -24,3 +24,10 @@ class CudaBackend(Backend):
         count = torch.cuda.device_count()
         if self.index is not None and self.index >= count:
             raise self.unavailable(f"only {count} CUDA device(s) are visible (indices 0..{count - 1})")
+
+    def set_float32_precision(self, mode: str) -> None:
+        """TF32 tensor cores for float32 matmuls/convolutions on "hf32", exact float32 on "fp32"."""
+        super().set_float32_precision(mode)
+        if mode:
+            torch.backends.cuda.matmul.allow_tf32 = mode == "hf32"
+            torch.backends.cudnn.allow_tf32 = mode == "hf32"

@@ -35,6 +35,16 @@ __all__ = ["DefaultTrainer", "capture_rng_states", "restore_rng_states", "perf_o
 logger = logging.getLogger(__name__)
 
 
+def float32_mode_from_env(environ=os.environ) -> str:
+    """The launch scripts' --hf32 / --fp32 (exported as ALLOW_HF32 / ALLOW_FP32): "hf32", "fp32" or ""."""
+    def enabled(name: str) -> bool:
+        return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    if enabled("ALLOW_HF32") and enabled("ALLOW_FP32"):
+        raise ValueError("ALLOW_HF32 and ALLOW_FP32 are both set: choose one (--hf32 or --fp32)")
+    return "hf32" if enabled("ALLOW_HF32") else "fp32" if enabled("ALLOW_FP32") else ""
+
+
 def perf_only() -> bool:
     """True when the environment says PERF_ONLY=True (the ModelZoo's performance scripts): no evaluation."""
     return os.environ.get("PERF_ONLY", "").strip().lower() in ("1", "true", "yes")
@@ -93,6 +103,7 @@ class DefaultTrainer(SimpleTrainer):
         self.cfg = cfg
         self.backend = get_backend(cfg.MODEL.DEVICE)
         self.backend.set_device()
+        self.backend.set_float32_precision(float32_mode_from_env())
         # every rank its own stream (seed + rank), as detectron2; a random seed is logged by the backend
         self.seed = self.backend.manual_seed(cfg.SEED + get_rank() if cfg.SEED >= 0 else None)
         self.amp = amp_settings(cfg)

@@ -100,10 +100,52 @@ class BatchNorm2d(nn.BatchNorm2d):
     is_normalization = True
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """``nn.SyncBatchNorm`` marked as a normalization layer."""
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is summed over ranks too (each rank's input feeds every rank's sum)."""
 
-    is_normalization = True
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        reduced = tensor.clone()
+        torch.distributed.all_reduce(reduced)
+        return reduced
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        reduced = grad.clone()
+        torch.distributed.all_reduce(reduced)
+        return reduced
+
+
+class SyncBatchNorm(BatchNorm2d):
+    """BatchNorm2d whose batch statistics are taken over all ranks, on any device the process group
+    serves (``nn.SyncBatchNorm`` runs on CUDA only). One ``all_reduce`` of per-channel sums, sums of
+    squares and the element count per forward, so ranks with different image sizes (or none) combine
+    exactly. Outside training or distributed runs it is BatchNorm2d. Computes in fp32 (AMP O2 safe).
+    """
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features``: ``Tensor[N, C, H, W]``; returns the same shape and dtype."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if not self.training or not distributed or torch.distributed.get_world_size() == 1:
+            return super().forward(features)
+        channels = features.shape[1]
+        values = features.float()
+        count = values.new_full((1,), values.numel() // max(channels, 1))
+        stats = torch.cat([values.sum(dim=(0, 2, 3)), (values * values).sum(dim=(0, 2, 3)), count])
+        stats = _AllReduceSum.apply(stats)
+        total = stats[-1].detach().clamp(min=1.0)
+        mean = stats[:channels] / total
+        var = (stats[channels:2 * channels] / total - mean * mean).clamp(min=0.0)
+        scale = self.weight.float() * torch.rsqrt(var + self.eps)
+        shift = self.bias.float() - mean * scale
+        with torch.no_grad():
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
+            unbiased_var = var * total / (total - 1.0).clamp(min=1.0)
+            self.running_mean.mul_(1.0 - momentum).add_(mean.detach().to(self.running_mean.dtype), alpha=momentum)
+            self.running_var.mul_(1.0 - momentum).add_(unbiased_var.detach().to(self.running_var.dtype), alpha=momentum)
+            self.num_batches_tracked.add_(1)
+        normalized = values * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        return normalized.to(features.dtype)
 
 
 class GroupNorm(nn.GroupNorm):

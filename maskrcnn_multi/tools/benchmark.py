@@ -19,6 +19,7 @@ from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.engine.defaults import prepare_device
 from maskrcnn_multi.modeling import build_model
 from maskrcnn_multi.structures import Boxes, Instances, PolygonMasks
+from maskrcnn_multi.tools._cli import run_main
 
 logger = logging.getLogger("maskrcnn_multi.benchmark")
 
@@ -131,5 +132,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> int:
+    """Console entry point: a user error prints one line and exits with 2."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -13,6 +13,7 @@ Cases, all for an 800x1216 input image:
 The table gives the median wall time of `--repeat` runs after one warm-up run.
 """
 import argparse
+import sys
 import math
 import statistics
 import time
@@ -22,6 +23,7 @@ import torch
 
 from maskrcnn_multi.backends import get_backend, native
 from maskrcnn_multi.ops import reference
+from maskrcnn_multi.tools._cli import run_main
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 FPN_STRIDES = (4, 8, 16, 32)
@@ -146,5 +148,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"{op:<12} {case:<38} {times['reference']:13.2f} {native_ms} {speed_up}")
 
 
+def cli() -> int:
+    """Console entry point: a user error prints one line and exits with 2."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -18,6 +18,7 @@ import tqdm
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.engine import DefaultPredictor
 from maskrcnn_multi.tools._coco_names import COCO_CLASS_NAMES
+from maskrcnn_multi.tools._cli import run_main
 
 logger = logging.getLogger("maskrcnn_multi.demo")
 
@@ -141,5 +142,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> int:
+    """Console entry point: a user error prints one line and exits with 2."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

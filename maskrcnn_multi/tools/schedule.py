@@ -16,6 +16,7 @@ is the config's `SOLVER.WARMUP_ITERS` (cut to the run's length).
 import argparse
 import sys
 from dataclasses import dataclass
+from maskrcnn_multi.tools._cli import run_main
 
 
 @dataclass(frozen=True)
@@ -98,5 +99,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> int:
+    """Console entry point: a user error prints one line and exits with 2."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

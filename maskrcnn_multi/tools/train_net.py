@@ -28,6 +28,7 @@ from maskrcnn_multi.engine.launch import (
 )
 from maskrcnn_multi.engine.trainer import DefaultTrainer
 from maskrcnn_multi.evaluation import create_small_table, print_csv_format
+from maskrcnn_multi.tools._cli import run_main
 
 logger = logging.getLogger("maskrcnn_multi.tools.train_net")
 
@@ -205,5 +206,10 @@ def main(argv: Optional[Sequence[str]] = None):
                   dist_url=args.dist_url, script_args=list(sys.argv[1:] if argv is None else argv), args=(args,))
 
 
+def cli() -> int:
+    """Console entry point: a user error prints one line and exits with 2."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -38,6 +38,8 @@ def make_fake_torch_npu(available: bool = True, device_count: int = 2) -> types.
     npu.reset_peak_memory_stats = recorder("npu.reset_peak_memory_stats")
     npu.manual_seed = recorder("npu.manual_seed")
     npu.manual_seed_all = recorder("npu.manual_seed_all")
+    npu.matmul = types.SimpleNamespace(allow_hf32=False)  # torch_npu's defaults
+    npu.conv = types.SimpleNamespace(allow_hf32=True)
     npu.amp = types.SimpleNamespace(autocast=recorder("npu.amp.autocast", lambda **kw: contextlib.nullcontext()))
     module.npu = npu
 

@@ -75,3 +75,15 @@ def test_torch_npu_import_failure_is_reported_in_one_line(monkeypatch):
         "MODEL.DEVICE 'npu:0': torch_npu failed to import: "
         "libhccl.so: cannot open shared object file: No such file or directory"
     )
+
+
+@pytest.mark.parametrize("mode, matmul, conv", [("hf32", True, True), ("fp32", False, False), ("", False, True)])
+def test_hf32_and_fp32_switch_torch_npu_flags(fake_torch_npu, mode, matmul, conv):
+    get_backend("npu:0").set_float32_precision(mode)
+    assert fake_torch_npu.npu.matmul.allow_hf32 is matmul
+    assert fake_torch_npu.npu.conv.allow_hf32 is conv
+
+
+def test_unknown_float32_precision_is_named():
+    with pytest.raises(ValueError, match="unknown float32 precision 'tf32'"):
+        get_backend("cpu").set_float32_precision("tf32")

@@ -70,10 +70,6 @@ def test_two_ranks_train_like_one_rank_with_the_same_global_batch(square_coco, t
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "MODEL.RESNETS.NORM SyncBN maps to torch.nn.SyncBatchNorm, which has no CPU kernel: DDP refuses it "
-    "('SyncBatchNorm layers only work with GPU modules'). Needs a device-generic all_reduce SyncBN "
-    "(detectron2's NaiveSyncBatchNorm) in modeling/layers.py; remove this mark when it lands."))
 def test_sync_bn_trains_on_two_gloo_ranks(square_coco, tmp_path):
     metrics, weights = _train(square_coco, tmp_path / "syncbn", 2, "MODEL.RESNETS.NORM", "SyncBN")
     assert metrics["iteration"] == 3 and metrics["total_loss"] > 0
