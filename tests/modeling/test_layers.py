@@ -7,6 +7,7 @@ from maskrcnn_multi.modeling.layers import (
     Conv2d,
     FrozenBatchNorm2d,
     ShapeSpec,
+    SyncBatchNorm,
     c2_msra_fill,
     c2_xavier_fill,
     cat,
@@ -35,7 +36,7 @@ def test_conv2d_norm_keys_and_forward_order():
 def test_get_norm_variants_and_unknown_name():
     assert get_norm("", 4) is None and get_norm(None, 4) is None
     assert isinstance(get_norm("BN", 4), nn.BatchNorm2d)
-    assert isinstance(get_norm("SyncBN", 4), nn.SyncBatchNorm)
+    assert isinstance(get_norm("SyncBN", 4), SyncBatchNorm)  # ours: device-generic, a BatchNorm2d
     assert isinstance(get_norm("FrozenBN", 4), FrozenBatchNorm2d)
     group_norm = get_norm("GN", 64)
     assert isinstance(group_norm, nn.GroupNorm) and group_norm.num_groups == 32
