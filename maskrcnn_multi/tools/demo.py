@@ -55,7 +55,8 @@ def setup_cfg(args, extra_opts: Sequence[str] = ()):
 
 
 def class_names_for(cfg) -> List[str]:
-    """The DATASETS.TEST[0] dataset's thing_classes when it is registered, else COCO's 80 names."""
+    """The DATASETS.TEST[0] dataset's thing_classes when it is registered, else COCO's 80 names for an
+    80-class model, else "class 0", "class 1", ... (COCO's names on another model would mislabel)."""
     if len(cfg.DATASETS.TEST):
         try:
             from maskrcnn_multi.data import MetadataCatalog
@@ -64,7 +65,12 @@ def class_names_for(cfg) -> List[str]:
             names = None
         if names:
             return list(names)
-    return list(COCO_CLASS_NAMES)
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if num_classes == len(COCO_CLASS_NAMES):
+        return list(COCO_CLASS_NAMES)
+    logger.warning("the model has %d classes and DATASETS.TEST names no registered dataset: labels are "
+                   "'class <index>' (pass DATASETS.TEST '(\"name\",)' for the dataset's names)", num_classes)
+    return [f"class {index}" for index in range(num_classes)]
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:

@@ -45,3 +45,16 @@ def test_demo_takes_trailing_key_value_pairs(reference_dir, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert target.is_file()
+
+
+def test_class_names_follow_the_dataset_then_the_class_count():
+    from maskrcnn_multi.config import get_cfg
+    from maskrcnn_multi.data.synthetic import register_synthetic  # noqa: F401  (registers shapes_*)
+    from maskrcnn_multi.tools.demo import class_names_for
+
+    cfg = get_cfg()
+    assert len(class_names_for(cfg)) == 80 and class_names_for(cfg)[0] == "person"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    assert class_names_for(cfg) == ["class 0", "class 1", "class 2"]
+    cfg.DATASETS.TEST = ("shapes_val",)
+    assert class_names_for(cfg) == ["rectangle", "ellipse", "triangle"]
