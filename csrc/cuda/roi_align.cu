@@ -93,7 +93,7 @@ __device__ BinGeometry<T> bin_geometry(const T* roi, T spatial_scale, int64_t po
 
 template <typename T>
 __global__ void roi_align_forward_kernel(int64_t total, const T* features, const T* rois, T spatial_scale,
-                                         int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
+                                         int64_t batch_size, int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
                                          int64_t pooled_width, int64_t sampling_ratio, bool aligned, T* pooled) {
   for (int64_t index = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; index < total;
        index += (int64_t)blockDim.x * gridDim.x) {
@@ -103,6 +103,8 @@ __global__ void roi_align_forward_kernel(int64_t total, const T* features, const
     const int64_t n = index / pooled_width / pooled_height / channels;
     const auto geometry = bin_geometry<T>(rois + 5 * n, spatial_scale, pooled_height, pooled_width,
                                           sampling_ratio, aligned);
+    // rois[:, 0] outside [0, N) would read another image's memory; the CPU kernel raises on it
+    CUDA_KERNEL_ASSERT(geometry.batch_index >= 0 && geometry.batch_index < batch_size);
     const T* plane = features + (geometry.batch_index * channels + c) * height * width;
     T value = 0;
     for (int64_t iy = 0; iy < geometry.grid_h; ++iy) {
@@ -124,7 +126,7 @@ __global__ void roi_align_forward_kernel(int64_t total, const T* features, const
 
 template <typename T>
 __global__ void roi_align_backward_kernel(int64_t total, const T* grad_pooled, const T* rois, T spatial_scale,
-                                          int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
+                                          int64_t batch_size, int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
                                           int64_t pooled_width, int64_t sampling_ratio, bool aligned,
                                           T* grad_features) {
   for (int64_t index = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; index < total;
@@ -135,6 +137,7 @@ __global__ void roi_align_backward_kernel(int64_t total, const T* grad_pooled, c
     const int64_t n = index / pooled_width / pooled_height / channels;
     const auto geometry = bin_geometry<T>(rois + 5 * n, spatial_scale, pooled_height, pooled_width,
                                           sampling_ratio, aligned);
+    CUDA_KERNEL_ASSERT(geometry.batch_index >= 0 && geometry.batch_index < batch_size);
     T* plane = grad_features + (geometry.batch_index * channels + c) * height * width;
     const T grad_bin = grad_pooled[index];
     for (int64_t iy = 0; iy < geometry.grid_h; ++iy) {
@@ -188,7 +191,7 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spa
     roi_align_forward_kernel<scalar_t>
         <<<cuda_helpers::blocks_for(output.numel()), cuda_helpers::kThreadsPerBlock, 0, stream>>>(
             output.numel(), input_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
-            static_cast<scalar_t>(spatial_scale), channels, input.size(2), input.size(3), pooled_height,
+            static_cast<scalar_t>(spatial_scale), input.size(0), channels, input.size(2), input.size(3), pooled_height,
             pooled_width, sampling_ratio, aligned, output.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -215,7 +218,7 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
     roi_align_backward_kernel<scalar_t>
         <<<cuda_helpers::blocks_for(grad.numel()), cuda_helpers::kThreadsPerBlock, 0, stream>>>(
             grad.numel(), grad_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
-            static_cast<scalar_t>(spatial_scale), channels, height, width, pooled_height, pooled_width,
+            static_cast<scalar_t>(spatial_scale), batch_size, channels, height, width, pooled_height, pooled_width,
             sampling_ratio, aligned, grad_input.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -25,6 +25,14 @@ _MB = 1024.0 * 1024.0
 
 
 FLOAT32_MODES = ("", "fp32", "hf32")
+_WARNED = set()  # messages already logged by warn_once (part of the backend layer's registry state)
+
+
+def warn_once(log: logging.Logger, message: str) -> None:
+    """Log `message` as a warning the first time only (per process)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
 
 
 class BackendUnavailableError(RuntimeError):

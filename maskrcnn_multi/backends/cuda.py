@@ -1,9 +1,13 @@
 """CUDA backend: torch's generic device API for "cuda"; NCCL; AMP in float16."""
 from __future__ import annotations
 
+import logging
+
 import torch
 
-from .base import Backend
+from .base import Backend, warn_once
+
+logger = logging.getLogger(__name__)
 
 
 class CudaBackend(Backend):
@@ -24,6 +28,16 @@ class CudaBackend(Backend):
         count = torch.cuda.device_count()
         if self.index is not None and self.index >= count:
             raise self.unavailable(f"only {count} CUDA device(s) are visible (indices 0..{count - 1})")
+
+    def register_kernels(self) -> None:
+        """Nothing to register (CUDA kernels are built into `_C`), but say so once when they are absent:
+        the reference ops then run on the GPU, correct but far slower (NMS syncs with the host per box)."""
+        from . import native
+
+        if native.extension() is not None and not native.has_kernel("nms", self.device_type):
+            warn_once(logger, "maskrcnn_multi._C was built without CUDA kernels (no CUDA toolkit at build time?): "
+                              "the ops use the slow pure-PyTorch reference on the GPU; rebuild with CUDA_HOME set "
+                              "(FORCE_CUDA=1 pip install --no-build-isolation -e .)")
 
     def set_float32_precision(self, mode: str) -> None:
         """TF32 tensor cores for float32 matmuls/convolutions on "hf32", exact float32 on "fp32"."""

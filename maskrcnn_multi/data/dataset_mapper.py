@@ -29,7 +29,7 @@ class DatasetMapper:
         image_format: "BGR", "RGB" or "L".
         use_instance_mask: keep segmentations as ``gt_masks``.
         instance_mask_format: "polygon" (PolygonMasks) or "bitmask" (BitMasks).
-        fix_shape: optional (W, H): pad every image (bottom/right, with ``pad_value``) to this size so a
+        fix_shape: optional (H, W), as INPUT.FIX_SHAPE: pad every image (bottom/right, with ``pad_value``) to this size so a
             static-shape backend sees one shape; the unpadded (h, w) is kept in "image_size".
         fix_max_gt: with ``fix_shape``, keep at most this many ground-truth instances per image
             (a random subset when there are more).
@@ -51,7 +51,7 @@ class DatasetMapper:
         if instance_mask_format not in ("polygon", "bitmask"):
             raise ValueError(f"unknown INPUT.MASK_FORMAT {instance_mask_format!r} (choose from: polygon, bitmask)")
         if fix_shape is not None and (len(fix_shape) != 2 or min(fix_shape) <= 0):
-            raise ValueError(f"INPUT.FIX_SHAPE must be (width, height) with positive sides, got {fix_shape!r}")
+            raise ValueError(f"INPUT.FIX_SHAPE must be (height, width) with positive sides, got {fix_shape!r}")
         self.is_train = is_train
         self.augmentations: List[TransformGen] = list(augmentations)
         self.image_format = image_format
@@ -117,13 +117,13 @@ class DatasetMapper:
         return instances
 
     def _pad_to_fix_shape(self, image: np.ndarray, file_name: str) -> np.ndarray:
-        """Pad HxWxC ``image`` at the bottom/right to INPUT.FIX_SHAPE (W, H)."""
-        fix_width, fix_height = self.fix_shape
+        """Pad HxWxC ``image`` at the bottom/right to INPUT.FIX_SHAPE (H, W)."""
+        fix_height, fix_width = self.fix_shape
         height, width = image.shape[:2]
         if height > fix_height or width > fix_width:
             raise ValueError(
-                f"{file_name}: image of {width}x{height} (WxH) after resizing does not fit "
-                f"INPUT.FIX_SHAPE {fix_width}x{fix_height}"
+                f"{file_name}: image of (H, W) = ({height}, {width}) after resizing does not fit "
+                f"INPUT.FIX_SHAPE ({fix_height}, {fix_width})"
             )
         channels = image.shape[2]
         pad_value = self.pad_value if len(self.pad_value) == channels else self.pad_value[:1] * channels

@@ -45,6 +45,19 @@ def float32_mode_from_env(environ=os.environ) -> str:
     return "hf32" if enabled("ALLOW_HF32") else "fp32" if enabled("ALLOW_FP32") else ""
 
 
+def _check_ranks_agree_on_start(start_iter: int, output_dir: str) -> None:
+    """Every rank must resume from the same iteration, or the collectives pair up wrongly and hang."""
+    if get_world_size() == 1:
+        return
+    start_iters = all_gather_object(start_iter)
+    if len(set(start_iters)) > 1:
+        found = ", ".join(f"rank {rank}: {it}" for rank, it in enumerate(start_iters))
+        raise RuntimeError(
+            f"ranks disagree on the iteration to resume from ({found}): each reads {output_dir}/last_checkpoint "
+            f"from its own disk; put OUTPUT_DIR on a filesystem every node shares"
+        )
+
+
 def perf_only() -> bool:
     """True when the environment says PERF_ONLY=True (the ModelZoo's performance scripts): no evaluation."""
     return os.environ.get("PERF_ONLY", "").strip().lower() in ("1", "true", "yes")
@@ -161,9 +174,12 @@ class DefaultTrainer(SimpleTrainer):
         """With ``resume`` and a ``last_checkpoint`` in OUTPUT_DIR, continue that run exactly;
         otherwise load MODEL.WEIGHTS (model only) and start at iteration 0."""
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume) or {}
-        if not (resume and self.checkpointer.has_checkpoint() and "iteration" in checkpoint):
+        resuming = resume and self.checkpointer.has_checkpoint() and "iteration" in checkpoint
+        start_iter = int(checkpoint["iteration"]) + 1 if resuming else 0
+        _check_ranks_agree_on_start(start_iter, self.cfg.OUTPUT_DIR)
+        if not resuming:
             return
-        self.start_iter = int(checkpoint["iteration"]) + 1
+        self.start_iter = start_iter
         if self.cfg.SEED < 0:
             logger.warning("SEED < 0: the resumed run shuffles the data with a new seed; set SEED to resume exactly")
         batches = int(checkpoint.get("data_batches", self.start_iter))

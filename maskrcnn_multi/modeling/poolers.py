@@ -23,8 +23,8 @@ class ROIAlign(nn.Module):
 
     def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """features: Tensor[N, C, H, W]; rois: Tensor[K, 5] (batch index, x0, y0, x1, y1) -> Tensor[K, C, oh, ow]."""
-        if rois.dtype != features.dtype:
-            rois = rois.to(features.dtype)
+        # rois stay as they are: ops.roi_align pools half precision in float32, and bf16/fp16 box
+        # coordinates would snap to 4 px / 0.5 px steps near 800
         return roi_align(features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def extra_repr(self) -> str:

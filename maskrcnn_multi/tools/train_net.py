@@ -134,6 +134,8 @@ def setup(args: argparse.Namespace):
     backend = get_backend(cfg.MODEL.DEVICE)  # validates MODEL.DEVICE (and loads torch_npu) first
     init_distributed(backend.dist_backend)
     cfg.MODEL.DEVICE = device_for_this_rank(cfg.MODEL.DEVICE, args.device_ids)
+    # before any collective, --eval-only included: NCCL/HCCL put tensors on the current device
+    get_backend(cfg.MODEL.DEVICE).set_device()
     cfg.freeze()
     setup_logging(cfg.OUTPUT_DIR)
     register_datasets(args.data_path)

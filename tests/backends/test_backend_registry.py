@@ -51,3 +51,19 @@ def test_npu_without_torch_npu_is_one_line(no_torch_npu):
         get_backend("npu")
     message = str(info.value)
     assert message.startswith("MODEL.DEVICE 'npu': torch_npu is not installed") and "\n" not in message
+
+
+def test_cuda_without_cuda_kernels_in_the_extension_warns_once(caplog):
+    """A CUDA run on a `_C` built without CUDA silently used the slow reference ops; it must say so."""
+    import logging
+
+    from maskrcnn_multi.backends import native
+    from maskrcnn_multi.backends.cuda import CudaBackend
+
+    if native.extension() is None or native.has_kernel("nms", "cuda"):
+        pytest.skip("needs a built _C without CUDA kernels (the CPU build on this machine)")
+    with caplog.at_level(logging.WARNING, logger="maskrcnn_multi.backends.cuda"):
+        CudaBackend(0).register_kernels()
+        CudaBackend(1).register_kernels()
+    messages = [record.getMessage() for record in caplog.records if "without CUDA kernels" in record.getMessage()]
+    assert len(messages) == 1 and "FORCE_CUDA=1" in messages[0]

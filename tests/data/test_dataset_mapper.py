@@ -74,7 +74,7 @@ def test_inference_drops_annotations(shapes_root):
 
 
 def test_fix_shape_pads_image_and_caps_instances(shapes_root):
-    cfg = _cfg(INPUT__FIX_SHAPE=(200, 180), INPUT__FIX_MAX_GT=1)
+    cfg = _cfg(INPUT__FIX_SHAPE=(180, 200), INPUT__FIX_MAX_GT=1)  # (H, W), H != W on purpose
     dataset_dict = _first_dict(shapes_root)
     dataset_dict["annotations"] = dataset_dict["annotations"] * 3
     mapped = DatasetMapper.from_config(cfg, is_train=True)(dataset_dict)
@@ -84,7 +84,7 @@ def test_fix_shape_pads_image_and_caps_instances(shapes_root):
     padding = mapped["image"][:, height:, :]
     expected = torch.tensor([round(v) for v in cfg.MODEL.PIXEL_MEAN], dtype=torch.uint8)
     assert padding.numel() == 0 or bool((padding == expected.view(3, 1, 1)).all())
-    with pytest.raises(ValueError, match="does not fit INPUT.FIX_SHAPE 50x50"):
+    with pytest.raises(ValueError, match=r"does not fit INPUT.FIX_SHAPE \(50, 50\)"):
         DatasetMapper.from_config(_cfg(INPUT__FIX_SHAPE=(50, 50)), is_train=True)(dataset_dict)
 
 

@@ -110,3 +110,13 @@ def test_resumed_run_equals_uninterrupted_run(tiny_shapes, tmp_path, amp):
     for iteration in range(period, max_iter):
         assert resumed[iteration] == uninterrupted[iteration], f"iteration {iteration}"
     assert os.path.isfile(interrupted_dir / "model_final.pth")
+
+
+def test_ranks_that_disagree_on_the_resume_point_fail_instead_of_hanging(monkeypatch):
+    from maskrcnn_multi.engine import trainer
+
+    monkeypatch.setattr(trainer, "get_world_size", lambda: 2)
+    monkeypatch.setattr(trainer, "all_gather_object", lambda value: [value, 0])
+    trainer._check_ranks_agree_on_start(0, "/out")  # both start fresh: fine
+    with pytest.raises(RuntimeError, match=r"rank 0: 5000, rank 1: 0.*/out/last_checkpoint"):
+        trainer._check_ranks_agree_on_start(5000, "/out")

@@ -43,3 +43,17 @@ def test_bad_scales_are_reported():
         ROIPooler(7, scales=(1 / 3,), sampling_ratio=0, pooler_type="ROIAlignV2")
     with pytest.raises(ValueError, match="pooler type 'ROIPool'"):
         ROIPooler(7, scales=(1 / 4,), sampling_ratio=0, pooler_type="ROIPool")
+
+
+def test_half_precision_features_keep_full_precision_box_coordinates():
+    """Under AMP the features are bf16; the boxes must not be rounded to bf16 before pooling."""
+    from maskrcnn_multi.modeling.poolers import ROIAlign
+
+    # features oscillate along x, so a box shifted by a pixel pools visibly different values
+    features = torch.sin(torch.arange(1000, dtype=torch.float32) * 1.3).expand(2, 1, 8, 1000).contiguous()
+    rois = torch.tensor([[1.0, 801.3, 1.0, 803.7, 5.0]])  # bf16 would round 801.3 and 803.7 to 800 and 804
+    pooler = ROIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    exact = pooler(features, rois)
+    pooled = pooler(features.bfloat16(), rois)
+    assert pooled.dtype == torch.bfloat16
+    torch.testing.assert_close(pooled.float(), exact, rtol=1e-2, atol=0.0)

@@ -81,3 +81,19 @@ def test_unknown_component_name_is_a_one_line_error(key, value, message):
     node[leaf] = value
     with pytest.raises(ValueError, match=message.replace(".", r"\.") + r".*choose from"):
         build_model(cfg)
+
+
+def test_static_shape_inputs_keep_their_unpadded_size():
+    """INPUT.FIX_SHAPE pads in the data layer; "image_size" must still bound proposals and scale outputs."""
+    model = build_model(make_small_cfg(mask_on=True)).eval()
+    image = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
+    padded = torch.zeros(3, 160, 192, dtype=torch.uint8)
+    padded[:, :96, :128] = image
+    batched = [{"image": padded, "image_size": (96, 128), "height": 192, "width": 256}]
+    assert model.preprocess_image(batched).image_sizes == [(96, 128)]
+    with torch.no_grad():
+        instances = model(batched)[0]["instances"]
+    assert instances.image_size == (192, 256)
+    boxes = instances.pred_boxes.tensor
+    assert (boxes[:, 0::2] <= 256).all() and (boxes[:, 1::2] <= 192).all()
+    assert instances.pred_masks.shape[1:] == (192, 256)

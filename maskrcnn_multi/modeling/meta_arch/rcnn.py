@@ -28,10 +28,17 @@ class _Preprocessing(nn.Module):
         return self.pixel_mean.device
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        """Normalise each ``"image"`` Tensor[C, H, W] and pad the batch to the backbone's size divisibility."""
+        """Normalise each ``"image"`` Tensor[C, H, W] and pad the batch to the backbone's size divisibility.
+
+        An image the data layer already padded to a static shape (INPUT.FIX_SHAPE) carries its unpadded
+        ``"image_size"`` (h, w): that, not the padded tensor's size, bounds proposals and scales outputs.
+        """
         images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility,
-                                      padding_constraints=getattr(self.backbone, "padding_constraints", None))
+        image_list = ImageList.from_tensors(images, self.backbone.size_divisibility,
+                                            padding_constraints=getattr(self.backbone, "padding_constraints", None))
+        image_list.image_sizes = [tuple(x.get("image_size", size)) for x, size in zip(batched_inputs,
+                                                                                      image_list.image_sizes)]
+        return image_list
 
     def _gt_instances(self, batched_inputs: List[Dict]) -> Optional[List[Instances]]:
         if "instances" not in batched_inputs[0]:
