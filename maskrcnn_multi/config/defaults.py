@@ -19,8 +19,8 @@ YAML means the same thing here. Our additions and the choices behind them:
 - `INPUT.FIX_SHAPE = ()`: off. (H, W) pads every image to that fixed size (static shapes for graph
   compilers); with () a backend that wants static shapes (NPU) supplies its default, (1344, 1344),
   the port's value: see `Backend.fixed_input_shape`.
-- `INPUT.FIX_MAX_GT = 20`: with static shapes, ground truth per image is padded / cropped to this many
-  boxes, the port's value. Unused when static shapes are off. Raise it for crowded data sets (COCO
+- `INPUT.FIX_MAX_GT = 20`: with static shapes, ground truth per image is capped to this many boxes
+  (a random subset; the port also pads to exactly 20, we do not), the port's value. Unused when static shapes are off. Raise it for crowded data sets (COCO
   has images with ~90 objects; the port drops all but 20 of them).
 - `DEBUG_MODE = 0`: the port's key, kept so its command lines load; 1 enables extra checks.
 """

@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from maskrcnn_multi.backends import BACKENDS, parse_device
+
 from . import detection_utils as utils
 from .transforms import TransformGen, apply_transform_gens
 
@@ -65,8 +67,13 @@ class DatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> "DatasetMapper":
-        """Build from a config: INPUT.*, MODEL.MASK_ON, MODEL.PIXEL_MEAN (the padding value)."""
-        fix_shape = cfg.INPUT.get("FIX_SHAPE", None)
+        """Build from a config: INPUT.*, MODEL.MASK_ON, MODEL.PIXEL_MEAN (the padding value).
+
+        The static shape is INPUT.FIX_SHAPE, or, when that is empty, the default of a device that
+        wants static shapes (MODEL.DEVICE npu: its graph compiler); other devices keep dynamic shapes.
+        """
+        device_type, index = parse_device(cfg.MODEL.DEVICE)
+        fix_shape = BACKENDS[device_type](index).fixed_input_shape(tuple(cfg.INPUT.get("FIX_SHAPE", ()) or ()))
         fix_shape = tuple(fix_shape) if fix_shape else None
         return cls(
             is_train,

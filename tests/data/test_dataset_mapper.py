@@ -111,3 +111,15 @@ def test_rgb_format_reverses_channels(shapes_root):
     rgb = DatasetMapper.from_config(_cfg(INPUT__FORMAT="RGB"), is_train=False)(dataset_dict)["image"]
     assert torch.equal(bgr, rgb.flip(0))
     assert np.issubdtype(bgr.numpy().dtype, np.uint8)
+
+
+def test_a_device_that_wants_static_shapes_gets_its_default_fix_shape(shapes_root):
+    """MODEL.DEVICE npu pads to the NPU backend's (1344, 1344) unless INPUT.FIX_SHAPE says otherwise."""
+    cfg = _cfg()
+    cfg.MODEL.DEVICE = "npu:0"
+    assert DatasetMapper.from_config(cfg, is_train=False).fix_shape == (1344, 1344)
+    cfg.INPUT.FIX_SHAPE = (256, 320)
+    assert DatasetMapper.from_config(cfg, is_train=False).fix_shape == (256, 320)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.INPUT.FIX_SHAPE = ()
+    assert DatasetMapper.from_config(cfg, is_train=False).fix_shape is None
