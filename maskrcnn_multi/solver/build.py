@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Type
 import torch
 from torch import nn
 
+from maskrcnn_multi.backends.amp import is_normalization  # one definition: O2 keeps the same layers fp32
+
 from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR
 
 __all__ = [
@@ -24,20 +26,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TORCH_NORM_TYPES = (
-    nn.modules.batchnorm._BatchNorm,  # BatchNorm1d/2d/3d, SyncBatchNorm
-    nn.GroupNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.LayerNorm,
-    nn.LocalResponseNorm,
-)
 CLIP_TYPES = ("value", "norm", "full_model")
 SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
-
-
-def is_normalization(module: nn.Module) -> bool:
-    """True for torch's normalization layers and modules whose class says ``is_normalization = True``."""
-    return bool(getattr(module, "is_normalization", False)) or isinstance(module, _TORCH_NORM_TYPES)
 
 
 def get_default_optimizer_params(
