@@ -43,7 +43,35 @@ def _check_warmup(method: str, warmup_iters: int, warmup_factor: float) -> None:
         raise ValueError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
 
 
-class WarmupMultiStepLR(LRScheduler):
+class _WarmupLR(LRScheduler):
+    """``base_lr * warmup(it) * decay(it)``: the warmup and the LR bookkeeping shared by the schedules;
+    a subclass sets its own fields, then calls this ``__init__``, and defines ``decay_at``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_factor: float, warmup_iters: int,
+                 warmup_method: str, last_epoch: int):
+        _check_warmup(warmup_method, warmup_iters, warmup_factor)
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def decay_at(self, iteration: int) -> float:
+        raise NotImplementedError
+
+    def lr_factor_at(self, iteration: int) -> float:
+        """The factor by which every group's initial LR is multiplied at ``iteration``."""
+        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+        return warmup * self.decay_at(iteration)
+
+    def get_lr(self) -> List[float]:
+        factor = self.lr_factor_at(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()
+
+
+class WarmupMultiStepLR(_WarmupLR):
     """``base_lr * warmup(it) * gamma ** (number of milestones <= it)`` (detectron2's schedule)."""
 
     def __init__(
@@ -65,28 +93,15 @@ class WarmupMultiStepLR(LRScheduler):
                 "SOLVER.STEPS %s has milestones beyond SOLVER.MAX_ITER %d; they are never reached",
                 tuple(milestones), max_iter,
             )
-        _check_warmup(warmup_method, warmup_iters, warmup_factor)
         self.milestones = milestones
         self.gamma = gamma
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def lr_factor_at(self, iteration: int) -> float:
-        """The factor by which every group's initial LR is multiplied at ``iteration``."""
-        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
-        return warmup * self.gamma ** bisect.bisect_right(self.milestones, iteration)
-
-    def get_lr(self) -> List[float]:
-        factor = self.lr_factor_at(self.last_epoch)
-        return [base_lr * factor for base_lr in self.base_lrs]
-
-    def _get_closed_form_lr(self) -> List[float]:
-        return self.get_lr()
+    def decay_at(self, iteration: int) -> float:
+        return self.gamma ** bisect.bisect_right(self.milestones, iteration)
 
 
-class WarmupCosineLR(LRScheduler):
+class WarmupCosineLR(_WarmupLR):
     """Warmup, then half a cosine from ``base_lr`` at 0 to ``base_lr * end_factor`` at ``max_iter``."""
 
     def __init__(
@@ -101,24 +116,11 @@ class WarmupCosineLR(LRScheduler):
     ):
         if max_iter <= 0:
             raise ValueError(f"SOLVER.MAX_ITER must be > 0 for the cosine schedule, got {max_iter}")
-        _check_warmup(warmup_method, warmup_iters, warmup_factor)
         self.max_iter = max_iter
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
         self.end_factor = end_factor
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def lr_factor_at(self, iteration: int) -> float:
-        """The factor by which every group's initial LR is multiplied at ``iteration``."""
-        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+    def decay_at(self, iteration: int) -> float:
         progress = min(iteration, self.max_iter) / self.max_iter
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return warmup * (self.end_factor + (1.0 - self.end_factor) * cosine)
-
-    def get_lr(self) -> List[float]:
-        factor = self.lr_factor_at(self.last_epoch)
-        return [base_lr * factor for base_lr in self.base_lrs]
-
-    def _get_closed_form_lr(self) -> List[float]:
-        return self.get_lr()
+        return self.end_factor + (1.0 - self.end_factor) * cosine
