@@ -7,6 +7,7 @@ outside torchrun, ``launch`` logs the equivalent torchrun line and re-executes t
 torchrun (``os.execv``, so signals and the exit status are torchrun's), which is what detectron2's
 ``launch`` did with ``mp.spawn`` but with torchrun's error handling and elastic agent.
 """
+import atexit
 import datetime
 import logging
 import os
@@ -190,7 +191,15 @@ def init_distributed(dist_backend: str) -> bool:
         rank=rank, world_size=world_size, timeout=timeout,
     )
     logger.info("rank %d of %d joined the %s process group at %s:%d", rank, world_size, dist_backend, host, port)
+    # Left to interpreter exit, gloo's worker threads are destroyed while running and the process
+    # aborts ("terminate called without an active exception", exit -6) after a successful run.
+    atexit.register(_destroy_process_group)
     return True
+
+
+def _destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def launch(
