@@ -5,12 +5,12 @@ Datasets live under ``$MASKRCNN_MULTI_DATASETS`` (default ``./datasets``): the s
 import (see ``builtin.py``).
 """
 from .build import (
-    AspectRatioGroupedDataset,
     MapDataset,
     build_detection_test_loader,
     build_detection_train_loader,
     filter_images_without_annotations,
     get_detection_dataset_dicts,
+    orientation_groups,
     trivial_batch_collator,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog, datasets_root
@@ -25,7 +25,7 @@ from .detection_utils import (
     read_image,
     transform_instance_annotations,
 )
-from .samplers import InferenceSampler, TrainingSampler
+from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
 from .transforms import (
     HFlipTransform,
     NoOpTransform,

@@ -10,18 +10,18 @@ from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from .catalog import DatasetCatalog
 from .dataset_mapper import DatasetMapper
 from .detection_utils import BadImageError
-from .samplers import InferenceSampler, TrainingSampler, rank_and_world_size
+from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler, rank_and_world_size
 
 __all__ = [
     "get_detection_dataset_dicts",
     "filter_images_without_annotations",
     "MapDataset",
-    "AspectRatioGroupedDataset",
+    "orientation_groups",
     "build_detection_train_loader",
     "build_detection_test_loader",
     "trivial_batch_collator",
@@ -63,18 +63,37 @@ def get_detection_dataset_dicts(names: Sequence[str], filter_empty: bool = True)
 
 class MapDataset(Dataset):
     """``mapper(dataset_dicts[i])``; with ``skip_bad_images`` an unreadable image is skipped (warning
-    naming it, remembered) and the next index is mapped instead."""
+    naming it, remembered) and the next index is mapped instead.
 
-    def __init__(self, dataset_dicts: List[dict], mapper: Callable[[dict], dict], skip_bad_images: bool = False):
+    With ``seed`` the keys are ``(position, index)`` from a TrainingBatchSampler and numpy's global
+    RNG, which the augmentations draw from, is seeded from (seed, position) for that one call: a
+    draw's augmentation is the same whichever worker maps it, with any NUM_WORKERS, in a resumed run
+    and on any number of ranks. The caller's numpy RNG state is put back afterwards.
+    """
+
+    def __init__(self, dataset_dicts: List[dict], mapper: Callable[[dict], dict], skip_bad_images: bool = False,
+                 seed: Optional[int] = None):
         self._dataset_dicts = dataset_dicts
         self._mapper = mapper
         self._skip_bad_images = skip_bad_images
+        self._seed = seed
         self._bad_indices = set()
 
     def __len__(self) -> int:
         return len(self._dataset_dicts)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        if self._seed is None:
+            return self._map_from(key)
+        position, index = key
+        saved = np.random.get_state()
+        np.random.seed([self._seed, position])
+        try:
+            return self._map_from(index)
+        finally:
+            np.random.set_state(saved)
+
+    def _map_from(self, index: int) -> dict:
         if not self._skip_bad_images:
             return self._mapper(self._dataset_dicts[index])
         for offset in range(len(self)):
@@ -89,33 +108,23 @@ class MapDataset(Dataset):
         raise RuntimeError(f"no readable image among the {len(self)} images of the training set")
 
 
-class AspectRatioGroupedDataset(IterableDataset):
-    """Groups a stream of mapped dicts into batches of ``batch_size`` with the same orientation
-    (width > height or not), so padding a batch wastes little."""
-
-    def __init__(self, dataset, batch_size: int):
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self._buckets: List[List[dict]] = [[], []]
-
-    def __iter__(self) -> Iterator[List[dict]]:
-        for mapped in self.dataset:
-            height, width = mapped["image"].shape[-2:]
-            bucket = self._buckets[0 if width > height else 1]
-            bucket.append(mapped)
-            if len(bucket) == self.batch_size:
-                batch = bucket[:]
-                bucket.clear()
-                yield batch
+def orientation_groups(dataset_dicts: List[dict]) -> List[int]:
+    """Group id per image for ASPECT_RATIO_GROUPING: 0 if wider than tall, else 1 (from the dicts'
+    width / height, which resizing and flipping keep). Images without both sizes join group 1."""
+    groups, unsized = [], 0
+    for record in dataset_dicts:
+        width, height = record.get("width"), record.get("height")
+        if width is None or height is None:
+            unsized += 1
+        groups.append(0 if width is not None and height is not None and width > height else 1)
+    if unsized:
+        logger.warning("%d training images have no width/height: they are batched as if taller than wide", unsized)
+    return groups
 
 
 def trivial_batch_collator(batch: List[dict]) -> List[dict]:
     """Batches are lists of dicts; the model pads them (ImageList)."""
     return batch
-
-
-def _first_item(batch: List[dict]) -> dict:
-    return batch[0]
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -158,19 +167,14 @@ def build_detection_train_loader(
     if seed is None and cfg.get("SEED", -1) >= 0:
         seed = cfg.SEED
     sampler = TrainingSampler(len(dataset_dicts), shuffle=True, seed=seed)
-    dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=True)
+    dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=True, seed=sampler.seed)
     batch_size = per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH)
     num_workers = cfg.DATALOADER.NUM_WORKERS
     logger.info("Training loader: %d images, %d per batch on this rank, %d workers", len(dataset), batch_size, num_workers)
-    if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
-        single_images = DataLoader(
-            dataset, sampler=sampler, batch_size=1, num_workers=num_workers,
-            collate_fn=_first_item, worker_init_fn=_seed_worker,
-        )
-        return AspectRatioGroupedDataset(single_images, batch_size)
+    group_ids = orientation_groups(dataset_dicts) if cfg.DATALOADER.ASPECT_RATIO_GROUPING else None
     return DataLoader(
         dataset,
-        batch_sampler=BatchSampler(sampler, batch_size, drop_last=True),
+        batch_sampler=TrainingBatchSampler(sampler, batch_size, group_ids),
         num_workers=num_workers,
         collate_fn=trivial_batch_collator,
         worker_init_fn=_seed_worker,

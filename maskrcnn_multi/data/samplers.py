@@ -1,12 +1,15 @@
 """Samplers: an infinite, seeded, rank-sharded stream for training; exact once-each shards for inference."""
 import itertools
-from typing import Iterator, List, Optional, Tuple
+import logging
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["TrainingSampler", "InferenceSampler", "rank_and_world_size", "shared_random_seed"]
+__all__ = ["TrainingSampler", "TrainingBatchSampler", "InferenceSampler", "rank_and_world_size", "shared_random_seed"]
+
+logger = logging.getLogger(__name__)
 
 
 def rank_and_world_size() -> Tuple[int, int]:
@@ -42,8 +45,17 @@ class TrainingSampler(Sampler):
         self._seed = int(seed) if seed is not None else shared_random_seed()
         self._rank, self._world_size = rank_and_world_size()
 
+    @property
+    def seed(self) -> int:
+        return self._seed
+
     def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+        return (index for _, index in self.positioned())
+
+    def positioned(self) -> Iterator[Tuple[int, int]]:
+        """This rank's share of the stream as (position in the whole stream, dataset index): the
+        position names a draw the same way on every rank and in every run."""
+        return itertools.islice(enumerate(self._infinite_indices()), self._rank, None, self._world_size)
 
     def _infinite_indices(self) -> Iterator[int]:
         generator = torch.Generator()
@@ -53,6 +65,46 @@ class TrainingSampler(Sampler):
                 yield from torch.randperm(self._size, generator=generator).tolist()
             else:
                 yield from range(self._size)
+
+
+class TrainingBatchSampler:
+    """Batches of ``(position, index)`` keys from a TrainingSampler's rank share.
+
+    With ``group_ids`` (one per dataset index) each batch holds one group, filled in stream order,
+    as detectron2's AspectRatioGroupedDataset fills its buckets; without them, consecutive draws.
+    Everything is decided from indices, so ``skip_to(n)`` starts at batch n without reading or
+    mapping a single image: that is how a resumed run finds its place in the data.
+    """
+
+    def __init__(self, sampler: TrainingSampler, batch_size: int, group_ids: Optional[Sequence[int]] = None):
+        if batch_size <= 0:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.group_ids = list(group_ids) if group_ids is not None else None
+        self._start = 0
+
+    def skip_to(self, batches: int) -> None:
+        """The next iterator starts with batch number ``batches`` (0-based) of the stream."""
+        if batches < 0:
+            raise ValueError(f"cannot skip a negative number of batches ({batches})")
+        self._start = batches
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        return itertools.islice(self._batches(), self._start, None)
+
+    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
+        keys = self.sampler.positioned()
+        if self.group_ids is None:
+            while True:
+                yield list(itertools.islice(keys, self.batch_size))
+        buckets = {}
+        for key in keys:
+            bucket = buckets.setdefault(self.group_ids[key[1]], [])
+            bucket.append(key)
+            if len(bucket) == self.batch_size:
+                yield bucket[:]
+                bucket.clear()
 
 
 class InferenceSampler(Sampler):

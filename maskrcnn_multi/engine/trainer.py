@@ -143,7 +143,11 @@ class DefaultTrainer(SimpleTrainer):
         checkpointables = {"optimizer": optimizer, "scheduler": self.scheduler}
         if loss_scaler is not None:
             checkpointables["scaler"] = loss_scaler
-        self.checkpointer = DetectionCheckpointer(self.unwrapped_model, cfg.OUTPUT_DIR, **checkpointables)
+        full_precision = getattr(optimizer, "full_precision_state_dict", None)  # O2: the fp32 masters
+        self.checkpointer = DetectionCheckpointer(
+            self.unwrapped_model, cfg.OUTPUT_DIR,
+            model_state=(lambda: full_precision(self.unwrapped_model)) if full_precision else None, **checkpointables,
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.register_hooks(self.build_hooks())
@@ -183,7 +187,7 @@ class DefaultTrainer(SimpleTrainer):
         if self.cfg.SEED < 0:
             logger.warning("SEED < 0: the resumed run shuffles the data with a new seed; set SEED to resume exactly")
         batches = int(checkpoint.get("data_batches", self.start_iter))
-        self._skip_batches(batches)
+        self._skip_batches(batches)  # before the RNG states: it may draw random numbers
         rng_states = checkpoint.get("rng_states")
         if rng_states and len(rng_states) == get_world_size():
             restore_rng_states(rng_states[get_rank()], self.backend)
@@ -193,17 +197,26 @@ class DefaultTrainer(SimpleTrainer):
         logger.info("resumed at iteration %d (%d batches skipped in the data stream)", self.start_iter, batches)
 
     def _skip_batches(self, batches: int) -> None:
-        """Advance the training stream by the batches the interrupted run consumed.
+        """Start the training stream at the batch the interrupted run would have drawn next.
 
-        The stream is seeded, so drawing the same number of batches puts the sampler and the
-        aspect-ratio buckets where they were. Drawn before the RNG states are restored, so the
-        augmentations of the skipped batches do not disturb the resumed run.
+        Our loader's batch sampler decides everything from indices (and seeds each draw's
+        augmentation by its position), so it jumps there without reading an image. Any other
+        loader is replayed: its batches are drawn and dropped, before the RNG states are restored
+        so the replay's random draws do not disturb the resumed run.
         """
+        batch_sampler = getattr(self.data_loader, "batch_sampler", None)
+        if self._data_loader_iter_obj is None and hasattr(batch_sampler, "skip_to"):
+            batch_sampler.skip_to(batches)
+            # the iterator draws its base seed from torch's RNG: draw it now, as the original run
+            # did before the states its checkpoint saved
+            self._data_loader_iter_obj = iter(self.data_loader)
+            logger.info("the data stream starts at batch %d (index-level skip, nothing read)", batches)
+            return
         start = time.perf_counter()
         for _ in range(batches):
             next(self._data_loader_iter)
         if batches:
-            logger.info("skipped %d batches of the data stream in %.1fs", batches, time.perf_counter() - start)
+            logger.info("replayed %d batches of the data stream in %.1fs", batches, time.perf_counter() - start)
 
     def _resume_state(self) -> dict:
         """The part of a checkpoint beyond model / optimizer / scheduler / scaler (collective)."""

@@ -3,11 +3,14 @@ import itertools
 import logging
 import os
 
+import numpy as np
 import pytest
+import torch
 
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.data import (
     BadImageError,
+    DatasetMapper,
     InferenceSampler,
     TrainingSampler,
     build_detection_test_loader,
@@ -108,3 +111,53 @@ def test_test_loader_yields_every_image_once_and_names_a_missing_one(shapes_root
     loader.dataset._dataset_dicts[1] = dict(loader.dataset._dataset_dicts[1], file_name="/nonexistent/gone.jpg")
     with pytest.raises(BadImageError, match="image not found: /nonexistent/gone.jpg"):
         list(loader)
+
+
+def _batches(loader, count):
+    return list(itertools.islice(iter(loader), count))
+
+
+def _same_batches(first, second):
+    assert [[d["file_name"] for d in batch] for batch in first] == [[d["file_name"] for d in batch] for batch in second]
+    for batch_a, batch_b in zip(first, second):
+        for a, b in zip(batch_a, batch_b):
+            assert torch.equal(a["image"], b["image"])
+            assert torch.equal(a["instances"].gt_boxes.tensor, b["instances"].gt_boxes.tensor)
+
+
+def test_skip_to_starts_at_that_batch_without_reading_an_image(shapes_root):
+    dicts = _train_dicts(shapes_root)
+    cfg = _cfg(batch=3)
+    cfg.INPUT.MIN_SIZE_TRAIN = (80, 96, 112)  # random sizes and flips: the augmentations must match too
+    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+    expected = _batches(build_detection_train_loader(cfg, dataset_dicts=dicts), 7)
+
+    mapped = []
+    mapper = DatasetMapper.from_config(cfg, is_train=True)
+
+    def counting_mapper(record):
+        mapped.append(record["file_name"])
+        return mapper(record)
+
+    loader = build_detection_train_loader(cfg, mapper=counting_mapper, dataset_dicts=dicts)
+    loader.batch_sampler.skip_to(5)
+    resumed = _batches(loader, 2)
+    assert len(mapped) == 6  # the two batches it yielded, nothing for the five it skipped
+    _same_batches(resumed, expected[5:])
+
+
+def test_augmentations_do_not_depend_on_the_number_of_workers(shapes_root):
+    dicts = _train_dicts(shapes_root)
+    cfg = _cfg(num_workers=0)
+    cfg.INPUT.MIN_SIZE_TRAIN = (80, 112)
+    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "range"
+    in_process = _batches(build_detection_train_loader(cfg, dataset_dicts=dicts), 4)
+    cfg.DATALOADER.NUM_WORKERS = 2
+    _same_batches(_batches(build_detection_train_loader(cfg, dataset_dicts=dicts), 4), in_process)
+    assert len({tuple(d["image"].shape) for batch in in_process for d in batch}) > 1
+
+
+def test_the_mapper_leaves_the_callers_numpy_state_alone(shapes_root):
+    np_state = np.random.get_state()
+    _batches(build_detection_train_loader(_cfg(), dataset_dicts=_train_dicts(shapes_root)), 2)
+    assert np.array_equal(np.random.get_state()[1], np_state[1])

@@ -1,5 +1,5 @@
 """Kill and resume: a run interrupted after a checkpoint and resumed with resume_or_load(True) is the
-same run: on the CPU with DATALOADER.NUM_WORKERS 0 its losses equal the uninterrupted run's exactly."""
+same run: on the CPU its losses equal the uninterrupted run's exactly, with or without loader workers."""
 import os
 from pathlib import Path
 
@@ -89,8 +89,9 @@ def _run(cfg, resume=False, kill_at=None):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amp", [("AMP", "0"), ("AMP", "1", "OPT_LEVEL", "O2", "LOSS_SCALE_VALUE", "dynamic")],
-                         ids=["O0", "O2-dynamic"])
+@pytest.mark.parametrize("amp", [("AMP", "0"), ("AMP", "1", "OPT_LEVEL", "O2", "LOSS_SCALE_VALUE", "dynamic"),
+                                 ("AMP", "0", "DATALOADER.NUM_WORKERS", "2")],
+                         ids=["O0", "O2-dynamic", "O0-2-workers"])
 def test_resumed_run_equals_uninterrupted_run(tiny_shapes, tmp_path, amp):
     max_iter, period = 6, 3
     uninterrupted = losses_by_iteration(_run(tiny_cfg(tmp_path / "full", max_iter, period, *amp)))
