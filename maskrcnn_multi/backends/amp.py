@@ -142,6 +142,20 @@ class MasterWeightOptimizer:
                 param.grad.zero_()
         self._grads_synced = False
 
+    def full_precision_state_dict(self, model: nn.Module) -> dict:
+        """``model.state_dict()`` in fp32: each half parameter replaced by its master, other half
+        tensors widened. What a checkpoint's "model" should hold, so that evaluating or fine-tuning
+        it in fp32 sees the weights that were trained, not their half roundings."""
+        masters = {id(param): master for param, master in self._pairs}
+        master_by_name = {name: masters[id(param)] for name, param in model.named_parameters() if id(param) in masters}
+        state = model.state_dict()
+        for name, value in state.items():
+            if name in master_by_name:
+                state[name] = master_by_name[name].detach()
+            elif value.is_floating_point() and value.dtype != torch.float32:
+                state[name] = value.float()
+        return state
+
     def state_dict(self) -> dict:
         """The wrapped optimizer's state plus the fp32 masters (the half model loses precision)."""
         return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -51,12 +51,17 @@ class DetectionCheckpointer:
 
     ``load`` reads detectron2 model-zoo ``.pkl``/``.pth``, Caffe2 ImageNet ``.pkl``, torchvision ResNet
     ``.pth`` and our own files, from a path, ``file://``, ``http(s)://`` or ``detectron2://`` URL.
+
+    ``model_state`` (default ``model.state_dict``) gives what ``save`` writes as "model": O2 training
+    passes its optimizer's fp32 master weights there.
     """
 
-    def __init__(self, model: nn.Module, save_dir: str = "", save_to_disk: bool = True, **checkpointables: Any):
+    def __init__(self, model: nn.Module, save_dir: str = "", save_to_disk: bool = True, *,
+                 model_state: Optional[Callable[[], Dict[str, torch.Tensor]]] = None, **checkpointables: Any):
         self.model = _unwrap(model)
         self.save_dir = save_dir
         self.save_to_disk = save_to_disk
+        self.model_state = model_state if model_state is not None else self.model.state_dict
         self.checkpointables = dict(checkpointables)
 
     # ------------------------------------------------------------------ saving / resuming
@@ -65,7 +70,7 @@ class DetectionCheckpointer:
         (e.g. ``iteration``), atomically, and record it in ``last_checkpoint``. Returns the path."""
         if not self.save_dir or not self.save_to_disk:
             return None
-        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        data: Dict[str, Any] = {"model": self.model_state()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(extra)

@@ -95,3 +95,22 @@ def test_master_weight_state_dict_round_trip():
     fresh = MasterWeightOptimizer(torch.optim.SGD(model.parameters(), lr=0.1))
     fresh.load_state_dict(state)
     assert torch.equal(model[0].weight, state["master_params"][0].half())
+
+
+def test_full_precision_state_dict_gives_the_masters_under_the_model_names():
+    model = _model()
+    get_backend("cpu").prepare_model_for_amp(model, "O2", "float16")
+    optimizer = MasterWeightOptimizer(torch.optim.SGD(model.parameters(), lr=0.1))
+    # the optimizer's params follow model.parameters(): a master where the model has a half param
+    optimizer_params = [p for group in optimizer.param_groups for p in group["params"]]
+    with torch.no_grad():
+        for param in optimizer_params:
+            param.add_(1e-4)  # below fp16's resolution near 1: the half params cannot show it
+    state = optimizer.full_precision_state_dict(model)
+    assert list(state) == list(model.state_dict())
+    assert all(value.dtype == torch.float32 for value in state.values() if value.is_floating_point())
+    names = [name for name, _ in model.named_parameters()]
+    for name, param, optimized in zip(names, model.parameters(), optimizer_params):
+        assert torch.equal(state[name], optimized)
+        if param.dtype == torch.float16:
+            assert optimized is not param and not torch.equal(state[name], param.float())

@@ -123,3 +123,9 @@ def test_mask_rcnn_trains_under_each_opt_level(tiny_shapes, tmp_path, amp):
     if amp[1] == "1":
         assert trainer.storage.history("skipped_steps").latest() == 0
         assert trainer.storage.history("loss_scale").latest() == (64.0 if "64" in amp else 2.0**16)
+    if "O2" in amp:  # the final checkpoint holds the fp32 masters, not the half model's roundings
+        saved = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
+        half = {name: p for name, p in trainer.unwrapped_model.named_parameters() if p.dtype == torch.bfloat16}
+        assert half and all(value.dtype == torch.float32 for value in saved.values() if value.is_floating_point())
+        assert all(torch.equal(saved[name].to(torch.bfloat16), param) for name, param in half.items())
+        assert any(not torch.equal(saved[name], param.float()) for name, param in half.items())
