@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from maskrcnn_multi.backends import get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.data import register_coco_2017
+from maskrcnn_multi.data import DatasetCatalog, MetadataCatalog, register_coco_2017, register_coco_instances
 from maskrcnn_multi.engine.hooks import HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
@@ -46,6 +46,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dist-url", default=None, help="tcp://HOST:PORT of machine 0 (default: a free local port)")
     parser.add_argument("--data_path", "--data-path", dest="data_path", default=None,
                         help="COCO 2017 root (annotations/, train2017/, val2017/): registers coco_2017_*")
+    parser.add_argument("--dataset", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_ROOT"),
+                        help="register a COCO-format set (instances JSON + image folder) as NAME for "
+                             "DATASETS.TRAIN/TEST; repeatable")
     # the Ascend ModelZoo's launch arguments
     parser.add_argument("--device-ids", nargs="+", default=None, metavar="ID",
                         help="device index of each local rank (ModelZoo); default: the local rank")
@@ -101,13 +104,21 @@ def _check_coco_root(root: str) -> None:
         raise SystemExit(f"train_net: --data_path {root} is not a COCO 2017 layout: {os.path.join(root, missing[0])} is missing")
 
 
-def register_datasets(data_path: Optional[str]) -> None:
+def register_datasets(data_path: Optional[str], datasets: Sequence[Sequence[str]] = ()) -> None:
     """``--data_path`` points coco_2017_train / coco_2017_val at that root. (Importing the data
     package registered them at ``<datasets>/coco``, and the synthetic shapes sets, generated on
-    first load, at ``<datasets>/shapes``; ``$MASKRCNN_MULTI_DATASETS`` moves ``<datasets>``.)"""
+    first load, at ``<datasets>/shapes``; ``$MASKRCNN_MULTI_DATASETS`` moves ``<datasets>``.)
+    Each ``--dataset NAME JSON IMAGE_ROOT`` registers (or re-registers) NAME from those files."""
     if data_path:
         _check_coco_root(data_path)
         register_coco_2017(data_path)
+    for name, json_file, image_root in datasets:
+        for path in (json_file, image_root):
+            if not os.path.exists(path):
+                raise SystemExit(f"train_net: --dataset {name}: {path} does not exist")
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+        register_coco_instances(name, {}, os.path.abspath(json_file), os.path.abspath(image_root))
 
 
 def device_for_this_rank(device: str, device_ids: Optional[List[int]]) -> str:
@@ -138,7 +149,7 @@ def setup(args: argparse.Namespace):
     get_backend(cfg.MODEL.DEVICE).set_device()
     cfg.freeze()
     setup_logging(cfg.OUTPUT_DIR)
-    register_datasets(args.data_path)
+    register_datasets(args.data_path, args.dataset)
     if is_main_process():
         logger.info("Command line arguments: %s", args)
         logger.info("Running with full config:\n%s", cfg.dump())

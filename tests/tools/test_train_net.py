@@ -57,6 +57,26 @@ def test_data_path_must_be_a_coco_2017_layout(tmp_path):
         register_datasets(str(tmp_path))
 
 
+def test_dataset_option_registers_a_coco_json_under_a_name(tmp_path):
+    from maskrcnn_multi.data import DatasetCatalog, MetadataCatalog
+
+    generate_shapes_dataset(str(tmp_path), num_train=2, num_val=1, seed=1)
+    json_file, images = str(tmp_path / "annotations" / "instances_val.json"), str(tmp_path / "val")
+    args = parse_args(["--dataset", "mine_val", json_file, images, "--dataset", "mine_b", json_file, images, "SEED", "1"])
+    assert args.dataset == [["mine_val", json_file, images], ["mine_b", json_file, images]] and args.opts == ["SEED", "1"]
+    try:
+        register_datasets(None, args.dataset)
+        records = DatasetCatalog.get("mine_val")
+        assert len(records) == 1 and records[0]["file_name"].startswith(images)
+        assert MetadataCatalog.get("mine_val").thing_classes == ["rectangle", "ellipse", "triangle"]
+        with pytest.raises(SystemExit, match=r"--dataset mine_c: .*nowhere.json does not exist"):
+            register_datasets(None, [["mine_c", str(tmp_path / "nowhere.json"), images]])
+    finally:
+        for name in ("mine_val", "mine_b", "mine_c"):
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+
 def test_torchrun_line_and_dist_url():
     assert parse_dist_url("tcp://10.1.2.3:29500") == ("10.1.2.3", 29500)
     host, port = parse_dist_url("auto")
