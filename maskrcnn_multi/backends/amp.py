@@ -57,7 +57,9 @@ def is_normalization(module: nn.Module) -> bool:
 
 
 def cast_model_for_o2(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Cast floating parameters and buffers to `dtype` in place, except in normalization layers.
+    """Cast floating parameters and persistent buffers to `dtype` in place, except in normalization
+    layers. Non-persistent buffers are constants (anchors, pixel mean and std): they stay fp32, as
+    anchor corners near 1000 px would move by up to 4 px in bfloat16.
 
     Parameters keep their identity (only `.data` changes), so references held elsewhere stay valid.
     """
@@ -68,6 +70,8 @@ def cast_model_for_o2(model: nn.Module, dtype: torch.dtype) -> nn.Module:
             if param.is_floating_point():
                 param.data = param.data.to(dtype)
         for name, buffer in list(module.named_buffers(recurse=False)):
+            if name in module._non_persistent_buffers_set:
+                continue
             if buffer is not None and buffer.is_floating_point():
                 module._buffers[name] = buffer.to(dtype)
     return model

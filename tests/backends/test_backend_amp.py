@@ -49,6 +49,19 @@ def test_o2_casts_weights_but_keeps_normalization_fp32():
     assert is_normalization(model[1]) and not is_normalization(linear)
 
 
+def test_o2_keeps_constant_buffers_fp32():
+    class WithConstants(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+            self.register_buffer("anchors", torch.tensor([[1000.3, 4.0, 1020.7, 9.0]]), persistent=False)
+            self.register_buffer("state", torch.ones(2))
+
+    model = get_backend("cpu").prepare_model_for_amp(WithConstants(), "O2", "bfloat16")
+    assert model.linear.weight.dtype == torch.bfloat16 and model.state.dtype == torch.bfloat16
+    assert model.anchors.dtype == torch.float32 and model.anchors[0, 0].item() == pytest.approx(1000.3, abs=1e-4)
+
+
 def test_o1_leaves_the_model_alone():
     model = _model()
     get_backend("cpu").prepare_model_for_amp(model, "O1")
