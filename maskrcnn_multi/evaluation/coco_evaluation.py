@@ -77,6 +77,19 @@ def _gather_to_main(items: list) -> Optional[list]:
     return list(itertools.chain.from_iterable(gathered))
 
 
+def _logs_to_stdout(log: logging.Logger) -> bool:
+    """Whether an INFO record of ``log`` is written to sys.stdout by some handler."""
+    if not log.isEnabledFor(logging.INFO):
+        return False
+    current: Optional[logging.Logger] = log
+    while current is not None:
+        for handler in current.handlers:
+            if getattr(handler, "stream", None) is sys.stdout and handler.level <= logging.INFO:
+                return True
+        current = current.parent if current.propagate else None
+    return False
+
+
 class COCOEvaluator(DatasetEvaluator):
     """COCO AP of instance predictions on a registered dataset with a COCO json_file.
 
@@ -191,9 +204,12 @@ class COCOEvaluator(DatasetEvaluator):
         summary = io.StringIO()
         with contextlib.redirect_stdout(summary):
             coco_eval.summarize()
-        sys.stdout.write(summary.getvalue())  # pycocotools' exact lines, parsed by launch scripts
-        sys.stdout.flush()
+        # pycocotools' exact lines (launch scripts parse them): the log's continuation lines carry them
+        # unprefixed; printed as well only where the log does not reach stdout
         logger.info("COCOeval summary (%s) on %s:\n%s", task, self._dataset_name, summary.getvalue().rstrip())
+        if not _logs_to_stdout(logger):
+            sys.stdout.write(summary.getvalue())
+            sys.stdout.flush()
         return coco_eval
 
     def _derive_results(self, coco_eval: COCOeval, task: str) -> Dict[str, float]:

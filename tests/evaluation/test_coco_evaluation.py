@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import sys
 
 import pytest
 import torch
@@ -61,6 +62,22 @@ def test_perfect_predictions_score_100(dataset_dicts, tmp_path, capsys):
     assert {r["category_id"] for r in saved} <= {1, 2, 3} and isinstance(saved[0]["segmentation"]["counts"], str)
     metrics = json.loads((tmp_path / "coco_eval_metrics.json").read_text())
     assert metrics["bbox"]["AP"] == pytest.approx(100.0)
+
+
+def test_summary_reaches_stdout_once_when_the_log_goes_there(dataset_dicts, capsys):
+    """train_net logs to stdout: the summary lines must then not be printed a second time."""
+    package_logger = logging.getLogger("maskrcnn_multi")
+    handler = logging.StreamHandler(sys.stdout)  # sys.stdout is capsys' stream here
+    saved_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    try:
+        _run(COCOEvaluator(DATASET), dataset_dicts, _ground_truth_outputs)
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(saved_level)
+    stdout = capsys.readouterr().out
+    assert stdout.count("\n Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000\n") == 2
 
 
 def test_empty_predictions_score_0_with_a_warning(dataset_dicts, caplog, capsys):
