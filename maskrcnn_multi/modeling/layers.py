@@ -118,9 +118,10 @@ class _AllReduceSum(torch.autograd.Function):
 
 class SyncBatchNorm(BatchNorm2d):
     """BatchNorm2d whose batch statistics are taken over all ranks, on any device the process group
-    serves (``nn.SyncBatchNorm`` runs on CUDA only). One ``all_reduce`` of per-channel sums, sums of
-    squares and the element count per forward, so ranks with different image sizes (or none) combine
-    exactly. Outside training or distributed runs it is BatchNorm2d. Computes in fp32 (AMP O2 safe).
+    serves (``nn.SyncBatchNorm`` runs on CUDA only). One ``all_reduce`` per forward gathers each rank's
+    per-channel mean, sum of squared deviations and element count, so ranks with different image sizes
+    (or none) combine exactly. Outside training or distributed runs it is BatchNorm2d. Computes in fp32
+    (AMP O2 safe).
     """
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -130,12 +131,19 @@ class SyncBatchNorm(BatchNorm2d):
             return super().forward(features)
         channels = features.shape[1]
         values = features.float()
-        count = values.new_full((1,), values.numel() // max(channels, 1))
-        stats = torch.cat([values.sum(dim=(0, 2, 3)), (values * values).sum(dim=(0, 2, 3)), count])
-        stats = _AllReduceSum.apply(stats)
-        total = stats[-1].detach().clamp(min=1.0)
-        mean = stats[:channels] / total
-        var = (stats[channels:2 * channels] / total - mean * mean).clamp(min=0.0)
+        # Each rank's (mean, sum of squared deviations from it, count), merged exactly (Chan et al.):
+        # no E[x^2] - E[x]^2, which cancels catastrophically where the mean is large against the spread.
+        local_count = values.numel() // max(channels, 1)
+        local_mean = values.sum(dim=(0, 2, 3)) / max(local_count, 1)
+        local_m2 = (values - local_mean.view(1, -1, 1, 1)).pow(2).sum(dim=(0, 2, 3))
+        row = torch.cat([local_mean, local_m2, values.new_full((1,), local_count)])
+        rows = [torch.zeros_like(row) for _ in range(torch.distributed.get_world_size())]
+        rows[torch.distributed.get_rank()] = row
+        table = _AllReduceSum.apply(torch.stack(rows))  # an all-gather that autograd can go through
+        means, m2s, counts = table[:, :channels], table[:, channels:2 * channels], table[:, -1:].detach()
+        total = counts.sum().clamp(min=1.0)
+        mean = (counts * means).sum(dim=0) / total
+        var = (m2s.sum(dim=0) + (counts * (means - mean).pow(2)).sum(dim=0)) / total
         scale = self.weight.float() * torch.rsqrt(var + self.eps)
         shift = self.bias.float() - mean * scale
         with torch.no_grad():
