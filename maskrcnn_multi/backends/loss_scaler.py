@@ -84,13 +84,14 @@ class LossScaler:
         sync = getattr(optimizer, "sync_master_grads", None)
         if sync is not None:
             sync()
-        found_inf = False
-        for device, grads in _grads_by_device_and_dtype(optimizer).items():
-            found = torch.zeros(1, dtype=torch.float32, device=device[0])
-            inv_scale = torch.full((1,), 1.0 / self._scale, dtype=torch.float32, device=device[0])
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, inv_scale)
-            found_inf = found_inf or bool(found.item())
-        self._found_inf = found_inf
+        # one flag per device, shared by its dtype groups: a single host sync per device
+        found_by_device, inv_scale_by_device = {}, {}
+        for (device, _), grads in _grads_by_device_and_dtype(optimizer).items():
+            if device not in found_by_device:
+                found_by_device[device] = torch.zeros(1, dtype=torch.float32, device=device)
+                inv_scale_by_device[device] = torch.full((1,), 1.0 / self._scale, dtype=torch.float32, device=device)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_by_device[device], inv_scale_by_device[device])
+        self._found_inf = any(bool(found.item()) for found in found_by_device.values())
         self._unscaled = True
 
     def step(self, optimizer, iteration: int = None):

@@ -99,3 +99,18 @@ def test_scaler_unscales_master_grads_of_o2_optimizer():
 def test_bad_loss_scale_value():
     with pytest.raises(ValueError, match="LOSS_SCALE_VALUE must be a positive number or 'dynamic', got 0"):
         get_backend("cpu").make_loss_scaler(0)
+
+
+@pytest.mark.parametrize("poisoned", [0, 1], ids=["in-fp32", "in-bf16"])
+def test_an_inf_in_any_dtype_group_skips_the_step(poisoned):
+    params = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))]
+    sgd = torch.optim.SGD(params, lr=0.5)
+    scaler = get_backend("cpu").make_loss_scaler(8.0)
+    for index, param in enumerate(params):
+        param.grad = torch.full_like(param, float("inf") if index == poisoned else 8.0)
+    assert scaler.step(sgd) is None and scaler.skipped_steps == 1
+    scaler.update()
+    for index, param in enumerate(params):
+        param.grad = torch.full_like(param, 8.0)
+    scaler.step(sgd)
+    assert all(torch.equal(param.detach().float(), torch.full((2,), 0.5)) for param in params)
