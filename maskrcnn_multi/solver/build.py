@@ -68,9 +68,9 @@ def get_default_optimizer_params(
 def build_gradient_clipper(cfg) -> Optional[Callable[[Iterable[torch.Tensor]], None]]:
     """A function clipping the gradients of the given parameters per SOLVER.CLIP_GRADIENTS, or None.
 
-    ``value`` clamps each gradient element to ±CLIP_VALUE; ``norm`` rescales each parameter group's
-    gradients to a NORM_TYPE-norm of at most CLIP_VALUE; ``full_model`` does the same over all
-    parameters at once.
+    ``value`` clamps each gradient element to ±CLIP_VALUE; ``norm`` rescales each parameter's
+    gradient to a NORM_TYPE-norm of at most CLIP_VALUE; ``full_model`` does the same over all
+    parameters at once. (detectron2: ``value`` and ``norm`` are per parameter.)
     """
     clip = cfg.SOLVER.CLIP_GRADIENTS
     if not clip.ENABLED:
@@ -93,11 +93,12 @@ def _with_gradient_clipping(optimizer_type: Type[torch.optim.Optimizer], clipper
     since the loss scaler unscales before it calls ``step``)."""
 
     def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"]]
         if full_model:
-            clipper(p for group in self.param_groups for p in group["params"])
-        else:
-            for group in self.param_groups:
-                clipper(group["params"])
+            clipper(params)
+        else:  # each parameter on its own, as detectron2: a large gradient in one layer does not
+            for param in params:  # shrink the updates of all the others
+                clipper([param])
         return optimizer_type.step(self, closure)
 
     name = optimizer_type.__name__ + "WithGradientClip"
