@@ -1,6 +1,5 @@
 """Samplers: an infinite, seeded, rank-sharded stream for training; exact once-each shards for inference."""
 import itertools
-import logging
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -8,8 +7,6 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["TrainingSampler", "TrainingBatchSampler", "InferenceSampler", "rank_and_world_size", "shared_random_seed"]
-
-logger = logging.getLogger(__name__)
 
 
 def rank_and_world_size() -> Tuple[int, int]:
