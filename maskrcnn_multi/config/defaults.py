@@ -79,6 +79,9 @@ _C.SOLVER.MAX_ITER = 40000
 _C.SOLVER.BASE_LR = 0.001
 _C.SOLVER.BASE_LR_END = 0.0
 _C.SOLVER.MOMENTUM = 0.9
+# ours (detectron2's yacs config has SGD only): "SGD" or "AdamW" (betas (MOMENTUM, 0.999), decoupled
+# weight decay per parameter group as below)
+_C.SOLVER.OPTIMIZER = "SGD"
 _C.SOLVER.NESTEROV = False
 _C.SOLVER.WEIGHT_DECAY = 0.0001
 _C.SOLVER.WEIGHT_DECAY_NORM = 0.0

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 CLIP_TYPES = ("value", "norm", "full_model")
 SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
+OPTIMIZERS = ("SGD", "AdamW")
 
 
 def get_default_optimizer_params(
@@ -106,7 +107,8 @@ def _with_gradient_clipping(optimizer_type: Type[torch.optim.Optimizer], clipper
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov, per-group weight decay and LR) over ``model``'s trainable parameters."""
+    """SOLVER.OPTIMIZER over ``model``'s trainable parameters, per-group weight decay and LR: SGD
+    (MOMENTUM, NESTEROV) or AdamW (betas (MOMENTUM, 0.999), decoupled weight decay)."""
     solver = cfg.SOLVER
     params = get_default_optimizer_params(
         model,
@@ -118,14 +120,19 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     )
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
-    optimizer_type: Type[torch.optim.Optimizer] = torch.optim.SGD
+    name = solver.get("OPTIMIZER", "SGD")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown SOLVER.OPTIMIZER '{name}' (choose from: {', '.join(OPTIMIZERS)})")
+    if name == "SGD":
+        optimizer_type: Type[torch.optim.Optimizer] = torch.optim.SGD
+        arguments = {"momentum": solver.MOMENTUM, "nesterov": bool(solver.get("NESTEROV", False))}
+    else:
+        optimizer_type, arguments = torch.optim.AdamW, {"betas": (solver.MOMENTUM, 0.999)}
     clipper = build_gradient_clipper(cfg)
     if clipper is not None:
         full_model = solver.CLIP_GRADIENTS.CLIP_TYPE == "full_model"
         optimizer_type = _with_gradient_clipping(optimizer_type, clipper, full_model)
-    return optimizer_type(
-        params, lr=solver.BASE_LR, momentum=solver.MOMENTUM, nesterov=bool(solver.get("NESTEROV", False))
-    )
+    return optimizer_type(params, lr=solver.BASE_LR, **arguments)
 
 
 def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

@@ -119,3 +119,28 @@ def test_unknown_clip_type_names_the_key():
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "l1"
     with pytest.raises(ValueError, match="SOLVER.CLIP_GRADIENTS.CLIP_TYPE 'l1'"):
         build_optimizer(cfg, nn.Linear(2, 2))
+
+
+def test_adamw_keeps_the_parameter_groups_and_decouples_weight_decay():
+    cfg = _cfg()
+    cfg.SOLVER.OPTIMIZER = "AdamW"
+    cfg.SOLVER.BASE_LR = 0.1
+    cfg.SOLVER.WEIGHT_DECAY = 0.5
+    cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.BatchNorm1d(2))
+    optimizer = build_optimizer(cfg, model)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["betas"] == (cfg.SOLVER.MOMENTUM, 0.999)
+    assert sorted(g["weight_decay"] for g in optimizer.param_groups) == [0.0, 0.5]
+    before = model[0].weight.detach().clone()
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()  # zero gradients: only the decoupled decay moves the weights, by lr * wd
+    torch.testing.assert_close(model[0].weight.detach(), before * (1 - 0.1 * 0.5))
+    assert torch.equal(model[1].weight.detach(), torch.ones(2))
+
+
+def test_unknown_optimizer_names_the_key():
+    cfg = _cfg()
+    cfg.SOLVER.OPTIMIZER = "LAMB"
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER 'LAMB'"):
+        build_optimizer(cfg, nn.Linear(2, 2))
