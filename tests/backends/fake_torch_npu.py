@@ -51,11 +51,20 @@ def make_fake_torch_npu(available: bool = True, device_count: int = 2) -> types.
 
 
 def _rename_privateuse1():
-    """What torch_npu does, so torch.device("npu:0") parses (no tensor can live there)."""
+    """What torch_npu does, so torch.device("npu:0") parses (no tensor can live there); and, as it
+    does, a `torch.npu` device module, without which torch.accelerator (e.g. in torch.optim.AdamW)
+    fails for the rest of the process. This one says no device is there."""
     try:
         torch.utils.rename_privateuse1_backend("npu")
     except RuntimeError:
         pass  # already renamed in this process
+    if getattr(torch, "npu", None) is None:
+        placeholder = types.ModuleType("torch.npu")
+        placeholder.is_available = lambda: False
+        placeholder.device_count = lambda: 0
+        placeholder._is_in_bad_fork = lambda: False  # torch.manual_seed asks these of a device module
+        placeholder.manual_seed_all = lambda seed: None
+        torch._register_device_module("npu", placeholder)
 
 
 def _nms_v4(boxes, scores, max_output_size, iou_threshold, scores_threshold, pad_to_max_output_size=False):
