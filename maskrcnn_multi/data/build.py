@@ -111,12 +111,10 @@ class MapDataset(Dataset):
 def orientation_groups(dataset_dicts: List[dict]) -> List[int]:
     """Group id per image for ASPECT_RATIO_GROUPING: 0 if wider than tall, else 1 (from the dicts'
     width / height, which resizing and flipping keep). Images without both sizes join group 1."""
-    groups, unsized = [], 0
-    for record in dataset_dicts:
-        width, height = record.get("width"), record.get("height")
-        if width is None or height is None:
-            unsized += 1
-        groups.append(0 if width is not None and height is not None and width > height else 1)
+    sized = [record.get("width") is not None and record.get("height") is not None for record in dataset_dicts]
+    groups = [0 if has_size and record["width"] > record["height"] else 1
+              for record, has_size in zip(dataset_dicts, sized)]
+    unsized = len(sized) - sum(sized)
     if unsized:
         logger.warning("%d training images have no width/height: they are batched as if taller than wide", unsized)
     return groups

@@ -179,10 +179,15 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
     return dataset_dicts
 
 
-def register_coco_instances(name: str, metadata: dict, json_file: str, image_root: str) -> None:
-    """Register a COCO instances dataset under ``name`` (loaded lazily by DatasetCatalog.get)."""
+def register_coco_instances(name: str, metadata: dict, json_file: str, image_root: str, *,
+                            replace: bool = False) -> None:
+    """Register a COCO instances dataset under ``name`` (loaded lazily by DatasetCatalog.get).
+    With ``replace`` an earlier registration of ``name`` (data and metadata) is dropped first."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
+    if replace:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
 
@@ -195,12 +200,10 @@ def register_coco_2017(root: Optional[str] = None) -> None:
     """
     root = root if root is not None else os.path.join(datasets_root(), "coco")
     for split in ("train", "val"):
-        name = f"coco_2017_{split}"
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
         register_coco_instances(
-            name,
+            f"coco_2017_{split}",
             {},
             os.path.join(root, "annotations", f"instances_{split}2017.json"),
             os.path.join(root, f"{split}2017"),
+            replace=True,
         )

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from maskrcnn_multi.backends import get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.data import DatasetCatalog, MetadataCatalog, register_coco_2017, register_coco_instances
+from maskrcnn_multi.data import register_coco_2017, register_coco_instances
 from maskrcnn_multi.engine.hooks import HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
@@ -116,9 +116,7 @@ def register_datasets(data_path: Optional[str], datasets: Sequence[Sequence[str]
         for path in (json_file, image_root):
             if not os.path.exists(path):
                 raise SystemExit(f"train_net: --dataset {name}: {path} does not exist")
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-        register_coco_instances(name, {}, os.path.abspath(json_file), os.path.abspath(image_root))
+        register_coco_instances(name, {}, os.path.abspath(json_file), os.path.abspath(image_root), replace=True)
 
 
 def device_for_this_rank(device: str, device_ids: Optional[List[int]]) -> str:
