@@ -9,7 +9,8 @@ This package imports neither torch nor any other layer (it is the leftmost one),
 """
 from .amp import AmpSettings, amp_settings
 from .config import CfgNode
+from .configurable import configurable
 from .defaults import get_cfg
 from .errors import ConfigError
 
-__all__ = ["AmpSettings", "CfgNode", "ConfigError", "amp_settings", "get_cfg"]
+__all__ = ["AmpSettings", "CfgNode", "ConfigError", "amp_settings", "configurable", "get_cfg"]

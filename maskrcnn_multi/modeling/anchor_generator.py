@@ -5,6 +5,8 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
+from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.structures import Boxes
 
 __all__ = ["DefaultAnchorGenerator", "generate_cell_anchors", "build_anchor_generator", "ANCHOR_GENERATORS"]
@@ -65,6 +67,7 @@ class DefaultAnchorGenerator(nn.Module):
 
     box_dim: int = 4
 
+    @configurable
     def __init__(self, sizes, aspect_ratios, strides: Sequence[int], offset: float = 0.5):
         super().__init__()
         if not 0.0 <= offset < 1.0:
@@ -115,13 +118,9 @@ class DefaultAnchorGenerator(nn.Module):
         return [Boxes(anchors) for anchors in self._grid_anchors(grid_sizes)]
 
 
-ANCHOR_GENERATORS = {"DefaultAnchorGenerator": DefaultAnchorGenerator}
+ANCHOR_GENERATORS = Registry("MODEL.ANCHOR_GENERATOR.NAME", DefaultAnchorGenerator)
 
 
 def build_anchor_generator(cfg, input_shape) -> nn.Module:
     """The anchor generator named by MODEL.ANCHOR_GENERATOR.NAME, for the feature maps' ShapeSpecs."""
-    name = cfg.MODEL.ANCHOR_GENERATOR.NAME
-    if name not in ANCHOR_GENERATORS:
-        raise ValueError(f"unknown MODEL.ANCHOR_GENERATOR.NAME '{name}' (choose from: {', '.join(ANCHOR_GENERATORS)})")
-    generator_class = ANCHOR_GENERATORS[name]
-    return generator_class(**generator_class.from_config(cfg, input_shape))
+    return ANCHOR_GENERATORS.get(cfg.MODEL.ANCHOR_GENERATOR.NAME)(cfg, input_shape)

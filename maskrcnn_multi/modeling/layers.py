@@ -94,12 +94,6 @@ class FrozenBatchNorm2d(nn.Module):
         return result
 
 
-class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` marked as a normalization layer (the AMP O2 policy keeps it fp32)."""
-
-    is_normalization = True
-
-
 class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks whose gradient is summed over ranks too (each rank's input feeds every rank's sum)."""
 
@@ -116,7 +110,7 @@ class _AllReduceSum(torch.autograd.Function):
         return reduced
 
 
-class SyncBatchNorm(BatchNorm2d):
+class SyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose batch statistics are taken over all ranks, on any device the process group
     serves (``nn.SyncBatchNorm`` runs on CUDA only). One ``all_reduce`` per forward gathers each rank's
     per-channel mean, sum of squared deviations and element count, so ranks with different image sizes
@@ -156,17 +150,12 @@ class SyncBatchNorm(BatchNorm2d):
         return normalized.to(features.dtype)
 
 
-class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` marked as a normalization layer."""
-
-    is_normalization = True
-
-
+# torch's BatchNorm2d and GroupNorm need no marking: the AMP O2 policy knows torch's norm classes.
 _NORMS = {
-    "BN": BatchNorm2d,
+    "BN": nn.BatchNorm2d,
     "SyncBN": SyncBatchNorm,
     "FrozenBN": FrozenBatchNorm2d,
-    "GN": lambda channels: GroupNorm(32, channels),
+    "GN": lambda channels: nn.GroupNorm(32, channels),
 }
 
 
@@ -201,8 +190,6 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() == 0 and self.training and isinstance(self.norm, nn.SyncBatchNorm):
-            raise ValueError("SyncBatchNorm does not support empty inputs (Conv2d got a tensor with 0 elements)")
         x = self._conv_forward(x, self.weight, self.bias)
         if self.norm is not None:
             x = self.norm(x)

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
-from maskrcnn_multi.modeling.layers import BatchNorm2d, SyncBatchNorm
+from maskrcnn_multi.modeling.layers import SyncBatchNorm
 
 
 def _free_port() -> int:
@@ -56,7 +57,7 @@ def test_two_ranks_match_batch_norm_on_the_whole_batch(offset, spread, atol, wei
         process.join(timeout=60)
         assert process.exitcode == 0
 
-    reference = BatchNorm2d(5)
+    reference = nn.BatchNorm2d(5)
     with torch.no_grad():
         reference.weight.copy_(weights[0])
         reference.bias.copy_(weights[1])
@@ -79,6 +80,6 @@ def test_two_ranks_match_batch_norm_on_the_whole_batch(offset, spread, atol, wei
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_outside_distributed_runs_it_is_batch_norm(dtype):
-    sync_norm, batch_norm = SyncBatchNorm(4).to(dtype), BatchNorm2d(4).to(dtype)
+    sync_norm, batch_norm = SyncBatchNorm(4).to(dtype), nn.BatchNorm2d(4).to(dtype)
     features = torch.randn(2, 4, 3, 3).to(dtype)
     torch.testing.assert_close(sync_norm(features), batch_norm(features))

@@ -4,13 +4,14 @@ import logging
 import torch
 from torch import nn
 
+from ..registry import Registry
 from .rcnn import GeneralizedRCNN, ProposalNetwork
 
 __all__ = ["META_ARCHITECTURES", "build_model"]
 
 logger = logging.getLogger(__name__)
 
-META_ARCHITECTURES = {"GeneralizedRCNN": GeneralizedRCNN, "ProposalNetwork": ProposalNetwork}
+META_ARCHITECTURES = Registry("MODEL.META_ARCHITECTURE", GeneralizedRCNN, ProposalNetwork)
 
 
 def build_model(cfg) -> nn.Module:
@@ -18,11 +19,7 @@ def build_model(cfg) -> nn.Module:
 
     Weights are not loaded here: use ``DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)``.
     """
-    name = cfg.MODEL.META_ARCHITECTURE
-    if name not in META_ARCHITECTURES:
-        raise ValueError(f"unknown MODEL.META_ARCHITECTURE '{name}' (choose from: {', '.join(META_ARCHITECTURES)})")
-    arch_class = META_ARCHITECTURES[name]
-    model = arch_class(**arch_class.from_config(cfg))
+    model = META_ARCHITECTURES.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
     # the device string comes from the config; this module never spells one
     model.to(torch.device(cfg.MODEL.DEVICE))
     logger.info("Model:\n%s", model)

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.modeling.backbone import build_backbone
 from maskrcnn_multi.modeling.postprocessing import detector_postprocess
 from maskrcnn_multi.modeling.proposal_generator import build_proposal_generator
@@ -49,22 +50,20 @@ class _Preprocessing(nn.Module):
 class GeneralizedRCNN(_Preprocessing):
     """Faster / Mask R-CNN.
 
-    Input: a list of dicts, one per image: ``"image"`` Tensor[C, H, W] in ``input_format`` (pixel values
+    Input: a list of dicts, one per image: ``"image"`` Tensor[C, H, W] in INPUT.FORMAT (pixel values
     0-255, already resized), optional ``"height"``, ``"width"`` (the output size, usually the original image's),
     and in training ``"instances"`` (Instances with ``gt_boxes``, ``gt_classes`` [, ``gt_masks``]).
     Output: training, a dict of losses; inference, per image ``{"instances": Instances}`` with ``pred_boxes``,
     ``scores``, ``pred_classes`` [, ``pred_masks`` BoolTensor[R, height, width]] in output coordinates.
     """
 
+    @configurable
     def __init__(self, *, backbone: nn.Module, proposal_generator: nn.Module, roi_heads: nn.Module,
-                 pixel_mean: Sequence[float], pixel_std: Sequence[float], input_format: Optional[str] = None,
-                 vis_period: int = 0):
+                 pixel_mean: Sequence[float], pixel_std: Sequence[float]):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
-        self.input_format = input_format
-        self.vis_period = vis_period
         self._init_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
@@ -75,8 +74,6 @@ class GeneralizedRCNN(_Preprocessing):
             "backbone": backbone,
             "proposal_generator": build_proposal_generator(cfg, output_shape),
             "roi_heads": build_roi_heads(cfg, output_shape),
-            "input_format": cfg.INPUT.FORMAT,
-            "vis_period": cfg.VIS_PERIOD,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
@@ -133,6 +130,7 @@ class GeneralizedRCNN(_Preprocessing):
 class ProposalNetwork(_Preprocessing):
     """RPN only: returns per image ``{"proposals": Instances}`` (``proposal_boxes``, ``objectness_logits``)."""
 
+    @configurable
     def __init__(self, *, backbone: nn.Module, proposal_generator: nn.Module, pixel_mean: Sequence[float],
                  pixel_std: Sequence[float]):
         super().__init__()

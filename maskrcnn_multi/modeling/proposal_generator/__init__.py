@@ -4,6 +4,7 @@ from typing import Dict
 from torch import nn
 
 from maskrcnn_multi.modeling.layers import ShapeSpec
+from maskrcnn_multi.modeling.registry import Registry
 
 from .proposal_utils import add_ground_truth_to_proposals, find_top_rpn_proposals
 from .rpn import RPN, RPN_HEADS, StandardRPNHead, build_rpn_head
@@ -11,16 +12,11 @@ from .rpn import RPN, RPN_HEADS, StandardRPNHead, build_rpn_head
 __all__ = ["PROPOSAL_GENERATORS", "build_proposal_generator", "RPN", "StandardRPNHead", "RPN_HEADS",
            "build_rpn_head", "find_top_rpn_proposals", "add_ground_truth_to_proposals"]
 
-PROPOSAL_GENERATORS = {"RPN": RPN}
+PROPOSAL_GENERATORS = Registry("MODEL.PROPOSAL_GENERATOR.NAME", RPN)
+# proposals come with the inputs (detectron2's name): there is no generator to build
+PROPOSAL_GENERATORS.register(lambda cfg, input_shape: None, name="PrecomputedProposals")
 
 
 def build_proposal_generator(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     """The proposal generator named by MODEL.PROPOSAL_GENERATOR.NAME ("PrecomputedProposals": None)."""
-    name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
-    if name == "PrecomputedProposals":
-        return None
-    if name not in PROPOSAL_GENERATORS:
-        raise ValueError(f"unknown MODEL.PROPOSAL_GENERATOR.NAME '{name}' "
-                         f"(choose from: {', '.join(PROPOSAL_GENERATORS)}, PrecomputedProposals)")
-    generator_class = PROPOSAL_GENERATORS[name]
-    return generator_class(**generator_class.from_config(cfg, input_shape))
+    return PROPOSAL_GENERATORS.get(cfg.MODEL.PROPOSAL_GENERATOR.NAME)(cfg, input_shape)

@@ -5,8 +5,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.modeling.anchor_generator import build_anchor_generator
 from maskrcnn_multi.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
+from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec
 from maskrcnn_multi.modeling.matcher import Matcher
 from maskrcnn_multi.modeling.sampling import subsample_labels
@@ -28,6 +30,7 @@ class StandardRPNHead(nn.Module):
             (named ``conv``, as detectron2's checkpoints expect).
     """
 
+    @configurable
     def __init__(self, *, in_channels: int, num_anchors: int, box_dim: int = 4, conv_dims: Sequence[int] = (-1,)):
         super().__init__()
         conv_dims = list(conv_dims)
@@ -81,16 +84,12 @@ class StandardRPNHead(nn.Module):
         return objectness_logits, anchor_deltas
 
 
-RPN_HEADS = {"StandardRPNHead": StandardRPNHead}
+RPN_HEADS = Registry("MODEL.RPN.HEAD_NAME", StandardRPNHead)
 
 
 def build_rpn_head(cfg, input_shape: List[ShapeSpec]) -> nn.Module:
     """The RPN head named by MODEL.RPN.HEAD_NAME."""
-    name = cfg.MODEL.RPN.HEAD_NAME
-    if name not in RPN_HEADS:
-        raise ValueError(f"unknown MODEL.RPN.HEAD_NAME '{name}' (choose from: {', '.join(RPN_HEADS)})")
-    head_class = RPN_HEADS[name]
-    return head_class(**head_class.from_config(cfg, input_shape))
+    return RPN_HEADS.get(cfg.MODEL.RPN.HEAD_NAME)(cfg, input_shape)
 
 
 class RPN(nn.Module):
@@ -100,6 +99,7 @@ class RPN(nn.Module):
     post-NMS top-k per image.
     """
 
+    @configurable
     def __init__(
         self,
         *,

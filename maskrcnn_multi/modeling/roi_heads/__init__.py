@@ -4,6 +4,7 @@ from typing import Dict
 from torch import nn
 
 from maskrcnn_multi.modeling.layers import ShapeSpec
+from maskrcnn_multi.modeling.registry import Registry
 
 from .box_head import BOX_HEADS, FastRCNNConvFCHead, build_box_head
 from .fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
@@ -14,13 +15,9 @@ __all__ = ["ROI_HEADS", "build_roi_heads", "ROIHeads", "StandardROIHeads", "sele
            "FastRCNNConvFCHead", "BOX_HEADS", "build_box_head", "FastRCNNOutputLayers", "fast_rcnn_inference",
            "MaskRCNNConvUpsampleHead", "MASK_HEADS", "build_mask_head", "mask_rcnn_loss", "mask_rcnn_inference"]
 
-ROI_HEADS = {"StandardROIHeads": StandardROIHeads}
+ROI_HEADS = Registry("MODEL.ROI_HEADS.NAME", StandardROIHeads)
 
 
 def build_roi_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     """The RoI heads named by MODEL.ROI_HEADS.NAME, on the backbone's output shapes."""
-    name = cfg.MODEL.ROI_HEADS.NAME
-    if name not in ROI_HEADS:
-        raise ValueError(f"unknown MODEL.ROI_HEADS.NAME '{name}' (choose from: {', '.join(ROI_HEADS)})")
-    heads_class = ROI_HEADS[name]
-    return heads_class(**heads_class.from_config(cfg, input_shape))
+    return ROI_HEADS.get(cfg.MODEL.ROI_HEADS.NAME)(cfg, input_shape)

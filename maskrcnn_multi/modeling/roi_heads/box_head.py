@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, c2_xavier_fill, get_norm
 
 __all__ = ["FastRCNNConvFCHead", "BOX_HEADS", "build_box_head"]
@@ -20,6 +22,7 @@ class FastRCNNConvFCHead(nn.Sequential):
         conv_norm: norm name for the convs ("" for none, then the convs have a bias).
     """
 
+    @configurable
     def __init__(self, input_shape: ShapeSpec, *, conv_dims: Sequence[int], fc_dims: Sequence[int], conv_norm: str = ""):
         super().__init__()
         if len(conv_dims) + len(fc_dims) == 0:
@@ -71,13 +74,9 @@ class FastRCNNConvFCHead(nn.Sequential):
         return ShapeSpec(channels=self._output_size[0], height=self._output_size[1], width=self._output_size[2])
 
 
-BOX_HEADS = {"FastRCNNConvFCHead": FastRCNNConvFCHead}
+BOX_HEADS = Registry("MODEL.ROI_BOX_HEAD.NAME", FastRCNNConvFCHead)
 
 
 def build_box_head(cfg, input_shape: ShapeSpec) -> nn.Module:
     """The box head named by MODEL.ROI_BOX_HEAD.NAME."""
-    name = cfg.MODEL.ROI_BOX_HEAD.NAME
-    if name not in BOX_HEADS:
-        raise ValueError(f"unknown MODEL.ROI_BOX_HEAD.NAME '{name}' (choose from: {', '.join(BOX_HEADS)})")
-    head_class = BOX_HEADS[name]
-    return head_class(**head_class.from_config(cfg, input_shape))
+    return BOX_HEADS.get(cfg.MODEL.ROI_BOX_HEAD.NAME)(cfg, input_shape)

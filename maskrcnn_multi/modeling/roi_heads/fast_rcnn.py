@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from maskrcnn_multi.modeling.layers import ShapeSpec
 from maskrcnn_multi.ops import batched_nms
@@ -92,6 +93,7 @@ class FastRCNNOutputLayers(nn.Module):
         loss_weight: a float for every loss, or a dict {"loss_cls": w, "loss_box_reg": w}.
     """
 
+    @configurable
     def __init__(
         self,
         input_shape: ShapeSpec,

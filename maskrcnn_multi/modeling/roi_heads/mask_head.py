@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
 from maskrcnn_multi.structures import Instances
 
@@ -72,6 +74,7 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         loss_weight: multiplier of ``loss_mask``.
     """
 
+    @configurable
     def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int], conv_norm: str = "",
                  loss_weight: float = 1.0):
         super().__init__()
@@ -120,13 +123,9 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         return instances
 
 
-MASK_HEADS = {"MaskRCNNConvUpsampleHead": MaskRCNNConvUpsampleHead}
+MASK_HEADS = Registry("MODEL.ROI_MASK_HEAD.NAME", MaskRCNNConvUpsampleHead)
 
 
 def build_mask_head(cfg, input_shape: ShapeSpec) -> nn.Module:
     """The mask head named by MODEL.ROI_MASK_HEAD.NAME."""
-    name = cfg.MODEL.ROI_MASK_HEAD.NAME
-    if name not in MASK_HEADS:
-        raise ValueError(f"unknown MODEL.ROI_MASK_HEAD.NAME '{name}' (choose from: {', '.join(MASK_HEADS)})")
-    head_class = MASK_HEADS[name]
-    return head_class(**head_class.from_config(cfg, input_shape))
+    return MASK_HEADS.get(cfg.MODEL.ROI_MASK_HEAD.NAME)(cfg, input_shape)

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.modeling.layers import ShapeSpec
 from maskrcnn_multi.modeling.matcher import Matcher
 from maskrcnn_multi.modeling.poolers import ROIPooler
@@ -40,6 +41,7 @@ class ROIHeads(nn.Module):
         proposal_append_gt: add the ground-truth boxes to the proposals before sampling.
     """
 
+    @configurable
     def __init__(self, *, num_classes: int, batch_size_per_image: int, positive_fraction: float,
                  proposal_matcher: Matcher, proposal_append_gt: bool = True):
         super().__init__()
@@ -108,6 +110,7 @@ class StandardROIHeads(ROIHeads):
     ``mask_in_features`` / ``mask_pooler`` / ``mask_head`` are None for Faster R-CNN.
     """
 
+    @configurable
     def __init__(self, *, box_in_features: List[str], box_pooler: ROIPooler, box_head: nn.Module,
                  box_predictor: nn.Module, mask_in_features: Optional[List[str]] = None,
                  mask_pooler: Optional[ROIPooler] = None, mask_head: Optional[nn.Module] = None,
@@ -156,7 +159,7 @@ class StandardROIHeads(ROIHeads):
     def _init_box_head(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> Dict:
         pooler, pooled_shape = cls._pooler_and_shape(cfg, input_shape, cfg.MODEL.ROI_BOX_HEAD)
         box_head = build_box_head(cfg, pooled_shape)
-        box_predictor = FastRCNNOutputLayers(**FastRCNNOutputLayers.from_config(cfg, box_head.output_shape))
+        box_predictor = FastRCNNOutputLayers(cfg, box_head.output_shape)
         return {"box_in_features": list(cfg.MODEL.ROI_HEADS.IN_FEATURES), "box_pooler": pooler,
                 "box_head": box_head, "box_predictor": box_predictor}
 
