@@ -1,11 +1,13 @@
 """Mixed precision shared by every backend: opt levels, O2 model casting, fp32 master weights.
 
-Opt levels (apex's names, as the Ascend ModelZoo port passes them):
+Opt levels (apex's names, as the Ascend ModelZoo port passes them; the rules live in `config.amp`):
 - O0: full precision; no autocast, no casting.
 - O1: autocast in the forward pass (`Backend.autocast`); weights stay fp32.
 - O2: the model's weights cast to half except normalization layers, autocast in the forward pass,
-  and the optimizer steps fp32 master copies (`MasterWeightOptimizer`).
+  and the optimizer steps fp32 master copies (`MasterWeightOptimizer`); `apply_opt_level` does both.
 The loss scaler (static or dynamic) is `LossScaler` from `loss_scaler.py`, re-exported here.
+What is device-specific (the autocast context, the preferred half type) is `Backend`'s; what is
+the same on every device is here.
 """
 from __future__ import annotations
 
@@ -15,17 +17,17 @@ from typing import List, Tuple, Union
 import torch
 from torch import nn
 
+from ..config.amp import AMP_DTYPES, OPT_LEVELS
 from .loss_scaler import LossScaler
 
 __all__ = [
-    "OPT_LEVELS", "LossScaler", "MasterWeightOptimizer", "cast_model_for_o2", "check_opt_level",
-    "is_normalization", "resolve_dtype",
+    "OPT_LEVELS", "LossScaler", "MasterWeightOptimizer", "apply_opt_level", "cast_model_for_o2",
+    "check_opt_level", "is_normalization", "resolve_dtype",
 ]
 
 logger = logging.getLogger(__name__)
 
-OPT_LEVELS = ("O0", "O1", "O2")
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {name: getattr(torch, name) for name in AMP_DTYPES if name}  # "float16" -> torch.float16
 # torch's own normalization classes; a project class opts in with `is_normalization = True`.
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
@@ -46,8 +48,21 @@ def resolve_dtype(dtype: Union[None, str, torch.dtype], default: torch.dtype) ->
             raise ValueError(f"AMP dtype must be torch.float16 or torch.bfloat16, got {dtype}")
         return dtype
     if dtype not in _DTYPES:
-        raise ValueError(f"unknown AMP_DTYPE {dtype!r} (choose from: '', float16, bfloat16)")
+        raise ValueError(f"unknown AMP_DTYPE {dtype!r} (choose from: {', '.join(map(repr, AMP_DTYPES))})")
     return _DTYPES[dtype]
+
+
+def apply_opt_level(model: nn.Module, optimizer: torch.optim.Optimizer, opt_level: str, dtype: torch.dtype):
+    """Prepare a fresh (model, optimizer) pair for `opt_level`; returns the optimizer to step.
+
+    O2 casts the model to `dtype` in place (normalization layers stay fp32) and returns a
+    `MasterWeightOptimizer` over fp32 masters (give LR schedulers its `.optimizer`); O0 and O1
+    return `optimizer` unchanged.
+    """
+    if check_opt_level(opt_level) != "O2":
+        return optimizer
+    cast_model_for_o2(model, dtype)
+    return MasterWeightOptimizer(optimizer)
 
 
 def is_normalization(module: nn.Module) -> bool:

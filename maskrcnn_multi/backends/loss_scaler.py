@@ -21,6 +21,8 @@ from typing import Union
 
 import torch
 
+from ..config.amp import DYNAMIC_LOSS_SCALE, describe_loss_scale_rule, is_valid_loss_scale
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,23 +40,17 @@ class LossScaler:
 
     def __init__(
         self,
-        loss_scale: Union[float, int, str] = "dynamic",
+        loss_scale: Union[float, int, str] = DYNAMIC_LOSS_SCALE,
         *,
         init_scale: float = 2.0**16,
         growth_factor: float = 2.0,
         backoff_factor: float = 0.5,
         growth_interval: int = 2000,
     ):
-        if loss_scale == "dynamic":
-            self.dynamic = True
-            self._scale = float(init_scale)
-        elif isinstance(loss_scale, (int, float)) and not isinstance(loss_scale, bool) and loss_scale > 0:
-            self.dynamic = False
-            self._scale = float(loss_scale)
-        else:
-            raise ValueError(
-                f"LOSS_SCALE_VALUE must be a positive number or 'dynamic', got {loss_scale!r}"
-            )
+        if not is_valid_loss_scale(loss_scale):
+            raise ValueError(f"LOSS_SCALE_VALUE must be {describe_loss_scale_rule()}, got {loss_scale!r}")
+        self.dynamic = loss_scale == DYNAMIC_LOSS_SCALE
+        self._scale = float(init_scale) if self.dynamic else float(loss_scale)
         if not (growth_factor > 1.0 and 0.0 < backoff_factor < 1.0 and growth_interval > 0):
             raise ValueError(
                 "dynamic loss scaling needs growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0"

@@ -5,6 +5,7 @@ name the key, the source (file or "command-line overrides") and the value.
 """
 from typing import Any
 
+from .amp import AMP_DTYPES, FLOAT32_PRECISIONS, OPT_LEVELS, describe_loss_scale_rule, is_valid_loss_scale
 from .errors import ConfigError, short_repr
 
 # Keys that accept several types; every other key keeps the type of its default.
@@ -14,8 +15,10 @@ FLEXIBLE_TYPES = {
 
 _CHOICES = {
     "AMP": (0, 1),
-    "OPT_LEVEL": ("O0", "O1", "O2"),
-    "AMP_DTYPE": ("", "float16", "bfloat16"),
+    "OPT_LEVEL": OPT_LEVELS,
+    "AMP_DTYPE": AMP_DTYPES,
+    "FLOAT32_PRECISION": FLOAT32_PRECISIONS,
+    "DEBUG_MODE": (0, 1),
 }
 
 def check_value(full_key: str, value: Any, source: str) -> None:
@@ -38,13 +41,10 @@ def check_value(full_key: str, value: Any, source: str) -> None:
 
 
 def _check_loss_scale(value: Any, source: str) -> None:
-    if value == "dynamic":
-        return
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    if is_valid_loss_scale(value):
         return
     raise ConfigError(
-        f"config key 'LOSS_SCALE_VALUE' in {source} must be a positive number (a static loss scale) "
-        f"or 'dynamic', got {short_repr(value)}"
+        f"config key 'LOSS_SCALE_VALUE' in {source} must be {describe_loss_scale_rule()}, got {short_repr(value)}"
     )
 
 

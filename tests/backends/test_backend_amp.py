@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from maskrcnn_multi.backends import MasterWeightOptimizer, get_backend
-from maskrcnn_multi.backends.amp import is_normalization
+from maskrcnn_multi.backends.amp import apply_opt_level, cast_model_for_o2, is_normalization
 
 
 class FrozenNormLike(nn.Module):
@@ -40,7 +40,7 @@ def test_unknown_opt_level():
 
 def test_o2_casts_weights_but_keeps_normalization_fp32():
     model = nn.Sequential(_model(), FrozenNormLike(3), nn.GroupNorm(1, 2), nn.LayerNorm(2))
-    get_backend("cpu").prepare_model_for_amp(model, "O2", "float16")
+    cast_model_for_o2(model, torch.float16)
     linear, batch_norm = model[0][0], model[0][1]
     assert linear.weight.dtype == torch.float16 and linear.bias.dtype == torch.float16
     assert batch_norm.weight.dtype == torch.float32 and batch_norm.running_mean.dtype == torch.float32
@@ -57,15 +57,17 @@ def test_o2_keeps_constant_buffers_fp32():
             self.register_buffer("anchors", torch.tensor([[1000.3, 4.0, 1020.7, 9.0]]), persistent=False)
             self.register_buffer("state", torch.ones(2))
 
-    model = get_backend("cpu").prepare_model_for_amp(WithConstants(), "O2", "bfloat16")
+    model = cast_model_for_o2(WithConstants(), torch.bfloat16)
     assert model.linear.weight.dtype == torch.bfloat16 and model.state.dtype == torch.bfloat16
     assert model.anchors.dtype == torch.float32 and model.anchors[0, 0].item() == pytest.approx(1000.3, abs=1e-4)
 
 
-def test_o1_leaves_the_model_alone():
-    model = _model()
-    get_backend("cpu").prepare_model_for_amp(model, "O1")
-    assert all(p.dtype == torch.float32 for p in model.parameters())
+def test_o0_and_o1_leave_the_model_and_optimizer_alone():
+    for opt_level in ("O0", "O1"):
+        model = _model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        assert apply_opt_level(model, optimizer, opt_level, torch.bfloat16) is optimizer
+        assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_o2_master_weights_step_like_fp32_sgd():
@@ -73,8 +75,8 @@ def test_o2_master_weights_step_like_fp32_sgd():
     reference = _model()
     model = _model()
     model.load_state_dict(reference.state_dict())
-    backend.prepare_model_for_amp(model, "O2", "bfloat16")
-    optimizer = backend.wrap_optimizer_for_amp(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), "O2")
+    optimizer = apply_opt_level(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), "O2",
+                                backend.amp_dtype("bfloat16"))
     assert isinstance(optimizer, MasterWeightOptimizer)
     masters = [p for group in optimizer.param_groups for p in group["params"]]
     assert all(p.dtype == torch.float32 for p in masters)
@@ -100,7 +102,7 @@ def test_o2_master_weights_step_like_fp32_sgd():
 
 def test_master_weight_state_dict_round_trip():
     model = _model()
-    get_backend("cpu").prepare_model_for_amp(model, "O2", "float16")
+    cast_model_for_o2(model, torch.float16)
     optimizer = MasterWeightOptimizer(torch.optim.SGD(model.parameters(), lr=0.1))
     state = optimizer.state_dict()
     with torch.no_grad():
@@ -112,7 +114,7 @@ def test_master_weight_state_dict_round_trip():
 
 def test_full_precision_state_dict_gives_the_masters_under_the_model_names():
     model = _model()
-    get_backend("cpu").prepare_model_for_amp(model, "O2", "float16")
+    cast_model_for_o2(model, torch.float16)
     optimizer = MasterWeightOptimizer(torch.optim.SGD(model.parameters(), lr=0.1))
     # the optimizer's params follow model.parameters(): a master where the model has a half param
     optimizer_params = [p for group in optimizer.param_groups for p in group["params"]]

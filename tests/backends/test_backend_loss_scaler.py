@@ -4,7 +4,8 @@ import logging
 import pytest
 import torch
 
-from maskrcnn_multi.backends import get_backend
+from maskrcnn_multi.backends import LossScaler
+from maskrcnn_multi.backends.amp import apply_opt_level
 
 
 def _param_and_sgd(value=1.0):
@@ -13,7 +14,7 @@ def _param_and_sgd(value=1.0):
 
 
 def test_static_scale_multiplies_the_loss_and_unscales_grads():
-    scaler = get_backend("cpu").make_loss_scaler(64)
+    scaler = LossScaler(64)
     param, sgd = _param_and_sgd()
     loss = (param * torch.tensor([1.0, 2.0, 3.0])).sum()
     scaled = scaler.scale(loss)
@@ -29,7 +30,7 @@ def test_static_scale_multiplies_the_loss_and_unscales_grads():
 
 
 def test_dynamic_scaler_skips_inf_step_and_backs_off(caplog):
-    scaler = get_backend("cpu").make_loss_scaler("dynamic")
+    scaler = LossScaler("dynamic")
     assert scaler.get_scale() == 2.0**16
     param, sgd = _param_and_sgd()
     scaler.scale((param * float("inf")).sum()).backward()
@@ -42,7 +43,7 @@ def test_dynamic_scaler_skips_inf_step_and_backs_off(caplog):
 
 
 def test_static_scaler_also_skips_nan_steps():
-    scaler = get_backend("cpu").make_loss_scaler(64.0)
+    scaler = LossScaler(64.0)
     param, sgd = _param_and_sgd()
     param.grad = torch.tensor([1.0, float("nan"), 0.0])
     scaler.step(sgd)
@@ -80,11 +81,9 @@ def test_state_dict_round_trip():
 
 
 def test_scaler_unscales_master_grads_of_o2_optimizer():
-    backend = get_backend("cpu")
     model = torch.nn.Linear(2, 1)
-    backend.prepare_model_for_amp(model, "O2", "float16")
-    optimizer = backend.wrap_optimizer_for_amp(torch.optim.SGD(model.parameters(), lr=1.0), "O2")
-    scaler = backend.make_loss_scaler(64)
+    optimizer = apply_opt_level(model, torch.optim.SGD(model.parameters(), lr=1.0), "O2", torch.float16)
+    scaler = LossScaler(64)
     model.weight.grad = torch.full_like(model.weight, 64.0)
     model.bias.grad = torch.full_like(model.bias, 128.0)
     scaler.unscale_(optimizer)
@@ -97,15 +96,15 @@ def test_scaler_unscales_master_grads_of_o2_optimizer():
 
 
 def test_bad_loss_scale_value():
-    with pytest.raises(ValueError, match="LOSS_SCALE_VALUE must be a positive number or 'dynamic', got 0"):
-        get_backend("cpu").make_loss_scaler(0)
+    with pytest.raises(ValueError, match=r"LOSS_SCALE_VALUE must be a positive number \(a static loss scale\) or 'dynamic', got 0"):
+        LossScaler(0)
 
 
 @pytest.mark.parametrize("poisoned", [0, 1], ids=["in-fp32", "in-bf16"])
 def test_an_inf_in_any_dtype_group_skips_the_step(poisoned):
     params = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))]
     sgd = torch.optim.SGD(params, lr=0.5)
-    scaler = get_backend("cpu").make_loss_scaler(8.0)
+    scaler = LossScaler(8.0)
     for index, param in enumerate(params):
         param.grad = torch.full_like(param, float("inf") if index == poisoned else 8.0)
     assert scaler.step(sgd) is None and scaler.skipped_steps == 1

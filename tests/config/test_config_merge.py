@@ -88,6 +88,8 @@ def test_literal_values_and_sequence_compatibility():
     ("LOSS_SCALE_VALUE", "dyn", "must be a positive number (a static loss scale) or 'dynamic', got 'dyn'"),
     ("AMP_DTYPE", "half", "must be one of ('', 'float16', 'bfloat16'), got 'half'"),
     ("INPUT.FIX_SHAPE", "(1344,)", "must be () (off) or (height, width) in pixels, got (1344,)"),
+    ("FLOAT32_PRECISION", "tf32", "must be one of ('', 'highest', 'high', 'medium'), got 'tf32'"),
+    ("DEBUG_MODE", "2", "must be one of (0, 1), got 2"),
 ])
 def test_ascend_key_values_are_checked_before_writing(key, value, expected):
     cfg = get_cfg()
