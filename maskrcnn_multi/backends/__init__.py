@@ -43,7 +43,7 @@ from .npu import NpuBackend  # noqa: E402
 
 __all__ = [
     "BACKENDS", "Backend", "BackendUnavailableError", "LossScaler", "MasterWeightOptimizer",
-    "get_backend", "list_backends", "parse_device", "register_backend",
+    "backend_class", "get_backend", "list_backends", "parse_device", "register_backend",
 ]
 
 BACKENDS: Dict[str, Type[Backend]] = {"cpu": CpuBackend, "cuda": CudaBackend, "npu": NpuBackend}
@@ -54,6 +54,12 @@ _DEVICE_PATTERN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::(.*))?$")
 def register_backend(backend_cls: Type[Backend]) -> None:
     """Add (or replace) the backend for `backend_cls.device_type`."""
     BACKENDS[backend_cls.device_type] = backend_cls
+
+
+def backend_class(device_type: str) -> Type[Backend]:
+    """The Backend class answering for tensors of `device_type` (its class attributes are the
+    device's op preferences); the generic `Backend` for a device with no backend (meta, mps)."""
+    return BACKENDS.get(device_type, Backend)
 
 
 def list_backends() -> List[str]:
@@ -84,6 +90,9 @@ def parse_device(device: Union[str, torch.device]) -> Tuple[str, Optional[int]]:
 
 def get_backend(device: Union[str, torch.device]) -> Backend:
     """The backend for `device`, checked usable (its kernels registered).
+
+    Entry points call it once per process and pass the backend down (`DefaultTrainer(cfg,
+    backend=...)`); `Backend.with_index` gives a rank its own device of the same kind.
 
     Raises:
         ValueError: the device kind is unknown or the string malformed.

@@ -1,10 +1,12 @@
 """The Backend interface: everything the engine needs from a device, in one small class.
 
 A backend answers for one device (`cpu`, `cuda:1`, `npu:0`): whether it is usable and why not, its
-runtime (set_device, synchronize, memory, seeding), its process-group backend, its mixed-precision
-policy (autocast, O2 model preparation, loss scaling) and the kernels it registers. The generic
-implementation here uses PyTorch's device-generic API (`torch.get_device_module`, `torch.amp`); a
-device file overrides only what differs on that device.
+runtime (set_device, synchronize, memory, seeding and generator state), its process-group backend,
+its precision policy (the preferred half type, the autocast context, float32 precision, cuDNN
+autotuning), its static-shape and op-selection preferences, and the kernels it registers. The
+generic implementation here uses PyTorch's device-generic API (`torch.get_device_module`,
+`torch.amp`); a device file overrides only what differs on that device. What is the same on every
+device (O2 casting, master weights, loss scaling) lives in `amp.py` and `loss_scaler.py`.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from typing import ClassVar, ContextManager, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from torch import nn
 
+from ..config.amp import FLOAT32_PRECISIONS
 from . import amp
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,6 @@ logger = logging.getLogger(__name__)
 _MB = 1024.0 * 1024.0
 
 
-FLOAT32_MODES = ("", "fp32", "hf32")
 _WARNED = set()  # messages already logged by warn_once (part of the backend layer's registry state)
 
 
@@ -49,6 +50,11 @@ class Backend:
         wants_static_shapes: True when the device compiles graphs per input shape, so the data
             layer should pad every image to one fixed shape (see `fixed_input_shape`).
         default_static_shape: the (H, W) used when static shapes are wanted and INPUT.FIX_SHAPE is ().
+        batched_nms_per_class_above: `boxes.numel()` above which `ops.batched_nms` runs one NMS per
+            class instead of one NMS over class-offset coordinates. torchvision's measured crossovers
+            (torchvision/ops/boxes.py, pytorch/vision#1311 and #8925): 4,000 on the CPU, 100,000 on
+            accelerators. Keeping its rule also keeps its results, because the offset changes the
+            rounding of IoUs.
     """
 
     device_type: ClassVar[str] = ""
@@ -56,6 +62,7 @@ class Backend:
     preferred_amp_dtype: ClassVar[torch.dtype] = torch.float16
     wants_static_shapes: ClassVar[bool] = False
     default_static_shape: ClassVar[Tuple[int, ...]] = ()
+    batched_nms_per_class_above: ClassVar[int] = 100_000
 
     def __init__(self, index: Optional[int] = None):
         """index: the device ordinal from "cuda:1" / "npu:0", or None for the current device."""
@@ -73,6 +80,11 @@ class Backend:
     def device(self) -> torch.device:
         """The torch.device. For out-of-tree devices (npu) valid only once the runtime is loaded."""
         return torch.device(self.device_type, self.index)
+
+    def with_index(self, index: Optional[int]) -> "Backend":
+        """The same kind of backend for another device of this kind (a rank's own device); no checks
+        are repeated: the kind was validated when this one was made, the index by `device_count`."""
+        return type(self)(index)
 
     # ------------------------------------------------------------------ availability
     def check_available(self) -> None:
@@ -101,12 +113,28 @@ class Backend:
         if self.index is not None:
             self.runtime().set_device(self.index)
 
+    def device_count(self) -> int:
+        """How many devices of this kind this process sees."""
+        return int(self.runtime().device_count())
+
     def set_float32_precision(self, mode: str) -> None:
-        """How float32 matmuls and convolutions run: "fp32" exact, "hf32" the device's faster
-        reduced-mantissa float32 (TF32 on CUDA, HF32 on Ascend), "" the device's default.
-        The CPU has only exact float32 here, so the base class accepts the modes and changes nothing."""
-        if mode not in FLOAT32_MODES:
-            raise ValueError(f"unknown float32 precision {mode!r} (choose from: {', '.join(map(repr, FLOAT32_MODES))})")
+        """FLOAT32_PRECISION (detectron2's values): "highest" exact float32, "high" the device's
+        reduced-mantissa float32 (TF32 on CUDA, HF32 on Ascend), "medium" also bfloat16 internally
+        where offered, "" the device's default (nothing changed).
+
+        The generic part is torch's matmul precision; devices add their convolution switches.
+        """
+        if mode not in FLOAT32_PRECISIONS:
+            raise ValueError(
+                f"unknown FLOAT32_PRECISION {mode!r} (choose from: {', '.join(map(repr, FLOAT32_PRECISIONS))})")
+        if mode:
+            torch.set_float32_matmul_precision(mode)
+
+    def set_autotuning(self, enabled: bool) -> None:
+        """CUDNN_BENCHMARK: let the device time its convolution algorithms per input shape. Only
+        cuDNN does that; elsewhere the request is logged as having no effect."""
+        if enabled:
+            warn_once(logger, f"CUDNN_BENCHMARK True has no effect on MODEL.DEVICE '{self.device_type}' (cuDNN only)")
 
     def synchronize(self) -> None:
         """Wait for all work queued on the device (for timing)."""
@@ -142,6 +170,16 @@ class Backend:
     def _seed_device(self, seed: int) -> None:
         self.runtime().manual_seed_all(seed)
 
+    def get_rng_state(self) -> Optional[torch.Tensor]:
+        """The state of this device's own random generator (a CPU uint8 tensor), or None where the
+        device draws from torch's CPU generator (the CPU itself)."""
+        return self.runtime().get_rng_state(self.device).cpu()
+
+    def set_rng_state(self, state: Optional[torch.Tensor]) -> None:
+        """Restore `get_rng_state()`'s result; None (a checkpoint from a device without one) is ignored."""
+        if state is not None:
+            self.runtime().set_rng_state(state, self.device)
+
     def register_kernels(self) -> None:
         """Register this device's kernels for the maskrcnn_multi ops not built into `_C` (default: none)."""
 
@@ -168,24 +206,3 @@ class Backend:
 
     def _autocast(self, dtype: torch.dtype) -> ContextManager:
         return torch.amp.autocast(self.device_type, dtype=dtype)
-
-    def prepare_model_for_amp(
-        self, model: nn.Module, opt_level: str, dtype: Union[None, str, torch.dtype] = None
-    ) -> nn.Module:
-        """O2: cast the model to the AMP dtype except normalization layers (in place); O0/O1: as is."""
-        if amp.check_opt_level(opt_level) == "O2":
-            amp.cast_model_for_o2(model, self.amp_dtype(dtype))
-        return model
-
-    def wrap_optimizer_for_amp(self, optimizer: torch.optim.Optimizer, opt_level: str):
-        """O2: a `MasterWeightOptimizer` stepping fp32 master weights; O0/O1: the optimizer itself.
-
-        Call after `prepare_model_for_amp` and before any step. Give LR schedulers `.optimizer`.
-        """
-        if amp.check_opt_level(opt_level) == "O2":
-            return amp.MasterWeightOptimizer(optimizer)
-        return optimizer
-
-    def make_loss_scaler(self, loss_scale_value: Union[float, int, str]) -> amp.LossScaler:
-        """LOSS_SCALE_VALUE: a positive number (static scale) or "dynamic" (GradScaler's schedule)."""
-        return amp.LossScaler(loss_scale_value)

@@ -22,6 +22,7 @@ class CpuBackend(Backend):
     dist_backend = "gloo"
     # float16 matmuls are slow or unsupported on most CPUs; bfloat16 is what CPU autocast is for.
     preferred_amp_dtype = torch.bfloat16
+    batched_nms_per_class_above = 4000  # torchvision's CPU crossover (see Backend)
 
     def check_available(self) -> None:
         if self.index not in (None, 0):
@@ -29,6 +30,9 @@ class CpuBackend(Backend):
 
     def set_device(self) -> None:
         pass
+
+    def device_count(self) -> int:
+        return 1
 
     def synchronize(self) -> None:
         pass
@@ -55,6 +59,12 @@ class CpuBackend(Backend):
 
     def _seed_device(self, seed: int) -> None:
         pass  # torch.manual_seed seeded the CPU generator
+
+    def get_rng_state(self):
+        return None  # the CPU draws from torch's own generator (torch.get_rng_state)
+
+    def set_rng_state(self, state) -> None:
+        pass
 
 
 def _status_kb(field: str):

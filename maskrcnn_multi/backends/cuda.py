@@ -40,8 +40,12 @@ class CudaBackend(Backend):
                               "(FORCE_CUDA=1 pip install --no-build-isolation -e .)")
 
     def set_float32_precision(self, mode: str) -> None:
-        """TF32 tensor cores for float32 matmuls/convolutions on "hf32", exact float32 on "fp32"."""
+        """TF32 tensor cores for float32 convolutions unless "highest" (matmuls follow torch's
+        matmul precision, set by the base class), as detectron2 does."""
         super().set_float32_precision(mode)
         if mode:
-            torch.backends.cuda.matmul.allow_tf32 = mode == "hf32"
-            torch.backends.cudnn.allow_tf32 = mode == "hf32"
+            torch.backends.cudnn.allow_tf32 = mode != "highest"
+
+    def set_autotuning(self, enabled: bool) -> None:
+        """CUDNN_BENCHMARK: cuDNN times its algorithms per input shape (pays off for fixed sizes)."""
+        torch.backends.cudnn.benchmark = bool(enabled)

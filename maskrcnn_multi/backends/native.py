@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["NAMESPACE", "extension", "has_kernel", "batched_nms_per_class_min_elements"]
+__all__ = ["NAMESPACE", "extension", "has_kernel"]
 
 NAMESPACE = "maskrcnn_multi"
 
@@ -59,15 +59,6 @@ def has_kernel(op_name: str, device_type: str) -> bool:
         return torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op_name}", _dispatch_key(device_type))
     except RuntimeError:  # the operator does not exist
         return False
-
-
-def batched_nms_per_class_min_elements(device_type: str) -> int:
-    """boxes.numel() above which batched_nms runs NMS class by class instead of offsetting coordinates.
-
-    torchvision's measured crossover: 4,000 on the CPU, 20,000 on accelerators. Keeping its rule also
-    keeps its results, because the coordinate offset changes the rounding of IoUs.
-    """
-    return 4000 if device_type == "cpu" else 20000
 
 
 def _roi_align_setup_context(ctx, inputs, output) -> None:

@@ -57,13 +57,14 @@ class NpuBackend(Backend):
             raise self.unavailable(f"only {count} NPU device(s) are visible (indices 0..{count - 1})")
 
     def set_float32_precision(self, mode: str) -> None:
-        """HF32 for float32 matmuls and convolutions on "hf32", exact float32 on "fp32"
-        (torch_npu's `npu.matmul.allow_hf32` / `npu.conv.allow_hf32`; the ModelZoo's --hf32 / --fp32)."""
+        """HF32 for float32 matmuls and convolutions unless "highest", which is exact float32
+        (torch_npu's `npu.matmul.allow_hf32` / `npu.conv.allow_hf32`; the ModelZoo's --hf32 / --fp32
+        set FLOAT32_PRECISION "high" / "highest")."""
         super().set_float32_precision(mode)
         if mode:
             runtime = self.runtime()
-            runtime.matmul.allow_hf32 = mode == "hf32"
-            runtime.conv.allow_hf32 = mode == "hf32"
+            runtime.matmul.allow_hf32 = mode != "highest"
+            runtime.conv.allow_hf32 = mode != "highest"
 
     def _autocast(self, dtype: torch.dtype):
         return self.runtime().amp.autocast(dtype=dtype)

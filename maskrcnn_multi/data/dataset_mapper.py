@@ -11,8 +11,6 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from maskrcnn_multi.backends import BACKENDS, parse_device
-
 from . import detection_utils as utils
 from .transforms import TransformGen, apply_transform_gens
 
@@ -69,12 +67,11 @@ class DatasetMapper:
     def from_config(cls, cfg, is_train: bool = True) -> "DatasetMapper":
         """Build from a config: INPUT.*, MODEL.MASK_ON, MODEL.PIXEL_MEAN (the padding value).
 
-        The static shape is INPUT.FIX_SHAPE, or, when that is empty, the default of a device that
-        wants static shapes (MODEL.DEVICE npu: its graph compiler); other devices keep dynamic shapes.
+        The static shape is INPUT.FIX_SHAPE as given; () keeps dynamic shapes. A device that wants
+        static shapes by default (NPU) gets its shape from the engine, which resolves the key through
+        the backend before building loaders (`engine.runtime.resolve_input_shape`).
         """
-        device_type, index = parse_device(cfg.MODEL.DEVICE)
-        fix_shape = BACKENDS[device_type](index).fixed_input_shape(tuple(cfg.INPUT.get("FIX_SHAPE", ()) or ()))
-        fix_shape = tuple(fix_shape) if fix_shape else None
+        fix_shape = tuple(cfg.INPUT.get("FIX_SHAPE", ()) or ()) or None
         return cls(
             is_train,
             augmentations=utils.build_augmentation(cfg, is_train),

@@ -5,23 +5,21 @@ from typing import Dict
 import numpy as np
 import torch
 
+from maskrcnn_multi.backends import Backend, get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.data.transforms import ResizeShortestEdge
 from maskrcnn_multi.modeling import build_model
+
+from .runtime import apply_device_settings
 
 __all__ = ["DefaultPredictor", "prepare_device"]
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_device(device: str) -> None:
-    """Validate MODEL.DEVICE and load what the device needs (e.g. torch_npu) through the backend registry."""
-    try:
-        from maskrcnn_multi.backends import get_backend
-    except ImportError:  # the backends package predates this helper on some checkouts
-        logger.debug("maskrcnn_multi.backends.get_backend not available; using MODEL.DEVICE '%s' as is", device)
-        return
-    get_backend(device)
+def prepare_device(device: str) -> Backend:
+    """The backend of MODEL.DEVICE: validates the name and loads what the device needs (torch_npu)."""
+    return get_backend(device)
 
 
 class DefaultPredictor:
@@ -36,7 +34,8 @@ class DefaultPredictor:
         self.cfg = cfg.clone()
         if self.cfg.INPUT.FORMAT not in ("RGB", "BGR"):
             raise ValueError(f"DefaultPredictor: INPUT.FORMAT '{self.cfg.INPUT.FORMAT}' (choose from: RGB, BGR)")
-        prepare_device(self.cfg.MODEL.DEVICE)
+        self.backend = prepare_device(self.cfg.MODEL.DEVICE)
+        apply_device_settings(self.cfg, self.backend, training=False)
         self.model = build_model(self.cfg)
         self.model.eval()
         self.input_format = self.cfg.INPUT.FORMAT

@@ -17,6 +17,7 @@ from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequ
 
 import torch
 
+from .debug_checks import check_batch, first_non_finite_gradient
 from .events import EventStorage
 from .launch import get_world_size, reduce_mean
 
@@ -24,7 +25,11 @@ __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "format_loss_terms"]
 
 logger = logging.getLogger(__name__)
 
-MAX_CONSECUTIVE_SKIPS = 100  # AMP: this many skipped steps in a row means the loss itself is broken
+# AMP: this many optimizer steps skipped in a row for non-finite gradients stops the run. A dynamic
+# scale halves at each skip, so 32 skips take it from its initial 2**16 down to 2**-16: no scale
+# makes such gradients finite, the loss itself is broken. A static scale cannot adapt, so a shorter
+# run of skips already says the same.
+MAX_CONSECUTIVE_SKIPS = {"dynamic": 32, "static": 10}
 
 
 class HookBase:
@@ -97,6 +102,7 @@ class TrainerBase:
                     if self.iter - start_iter < 2:
                         logger.info("step_time = %.4f", time.perf_counter() - step_start)
                 self.iter += 1  # so that after_train sees iter == max_iter after a complete run
+                self.check_steps_taken()
             except FloatingPointError:
                 raise  # its one-line message says it all; no traceback in the log
             except Exception:
@@ -126,6 +132,9 @@ class TrainerBase:
     def run_step(self) -> None:
         raise NotImplementedError
 
+    def check_steps_taken(self) -> None:
+        """Called after the last iteration of a complete run; subclasses raise when it learned nothing."""
+
 
 def format_loss_terms(loss_terms: Mapping[str, float]) -> str:
     """``loss_box_reg=nan, loss_cls=0.6931`` for an error message."""
@@ -144,6 +153,8 @@ class SimpleTrainer(TrainerBase):
             ``get_scale``, ``skipped_steps``); None means plain fp32 training, where a non-finite loss is fatal.
         memory_stats: zero-argument callable returning the backend's memory dict; its
             ``max_allocated_mb`` is logged as ``max_mem``.
+        debug: DEBUG_MODE's extra checks (``debug_checks``): each batch's inputs, the first
+            parameter with a non-finite gradient named, autograd anomaly detection.
     """
 
     def __init__(
@@ -154,6 +165,7 @@ class SimpleTrainer(TrainerBase):
         autocast: Optional[Callable[[], ContextManager]] = None,
         loss_scaler=None,
         memory_stats: Optional[Callable[[], Dict[str, float]]] = None,
+        debug: bool = False,
     ):
         super().__init__()
         model.train()
@@ -164,7 +176,9 @@ class SimpleTrainer(TrainerBase):
         self.autocast = autocast or contextlib.nullcontext
         self.loss_scaler = loss_scaler
         self.memory_stats = memory_stats
+        self.debug = debug
         self._consecutive_skips = 0
+        self._steps_taken = 0
 
     @property
     def _data_loader_iter(self):
@@ -179,8 +193,10 @@ class SimpleTrainer(TrainerBase):
         start = time.perf_counter()
         batch = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
+        if self.debug:
+            check_batch(batch, self.iter)
 
-        with self.autocast():
+        with self.autocast(), torch.autograd.set_detect_anomaly(self.debug):
             loss_dict = self.model(batch)
         if not isinstance(loss_dict, Mapping) or not loss_dict:
             raise TypeError(f"the model returned {type(loss_dict).__name__} in training, not a dict of losses")
@@ -188,11 +204,14 @@ class SimpleTrainer(TrainerBase):
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.loss_scaler is None:
-            losses.backward()
+            with torch.autograd.set_detect_anomaly(self.debug):
+                losses.backward()
             # averaged over ranks before the check, so that every rank stops at the same iteration
             metrics = reduce_mean(dict(loss_dict))
             self._check_finite(metrics)
+            self._check_gradients()
             self.optimizer.step()
+            self._steps_taken += 1
         else:
             self._scaled_step(losses)
             metrics = reduce_mean(dict(loss_dict))
@@ -208,26 +227,50 @@ class SimpleTrainer(TrainerBase):
             f"loss became infinite or NaN at iteration {self.iter}: {format_loss_terms(metrics)}{averaged}"
         )
 
+    def _check_gradients(self) -> None:
+        """DEBUG_MODE, fp32: a finite loss with a non-finite gradient names the parameter."""
+        if not self.debug:
+            return
+        culprit = first_non_finite_gradient(self.model.named_parameters())
+        if culprit:
+            raise FloatingPointError(f"non-finite gradient at iteration {self.iter} in {culprit}")
+
     def _scaled_step(self, losses: torch.Tensor) -> bool:
         """Backward and step through the loss scaler; True when the step was skipped (the scaler
         counts it in ``skipped_steps`` and logs a warning naming the iteration)."""
         scaler = self.loss_scaler
         skipped_before = scaler.skipped_steps
-        scaler.scale(losses).backward()
+        with torch.autograd.set_detect_anomaly(self.debug):
+            scaler.scale(losses).backward()
+        if self.debug:  # before unscaling: the scaled gradients are the ones that overflow
+            culprit = first_non_finite_gradient(self.model.named_parameters())
+            if culprit:
+                logger.warning("iteration %d: the first non-finite (scaled) gradient is in %s", self.iter, culprit)
         scaler.unscale_(self.optimizer)
         scaler.step(self.optimizer, iteration=self.iter)
         scaler.update()
         if scaler.skipped_steps == skipped_before:
             self._consecutive_skips = 0
+            self._steps_taken += 1
             return False
         self._consecutive_skips += 1
-        if self._consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+        limit = MAX_CONSECUTIVE_SKIPS["dynamic" if scaler.dynamic else "static"]
+        if self._consecutive_skips >= limit:
             raise FloatingPointError(
                 f"{self._consecutive_skips} optimizer steps in a row skipped for non-finite gradients, "
                 f"the last at iteration {self.iter} (loss scale {scaler.get_scale():g}, "
-                f"total_loss={float(losses.detach()):.4g})"
+                f"total_loss={float(losses.detach()):.4g}): the loss or the data is broken, not the scale"
             )
         return True
+
+    def check_steps_taken(self) -> None:
+        """After a run: every step skipped (a run shorter than the skip limit) is a failure, not a result."""
+        iterations = self.iter - self.start_iter
+        if iterations > 0 and self._steps_taken == 0:
+            raise FloatingPointError(
+                f"no optimizer step was taken in {iterations} iteration(s) (up to iteration {self.iter - 1}): "
+                f"every step was skipped for non-finite gradients"
+            )
 
     def current_loss_scale(self) -> float:
         """The loss scale now in use (1.0 without a scaler)."""

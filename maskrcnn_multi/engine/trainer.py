@@ -10,15 +10,14 @@ DATALOADER.NUM_WORKERS 0 the losses after resuming equal those of an uninterrupt
 import inspect
 import logging
 import os
-import random
 import time
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 
-from ..backends import get_backend
+from ..backends import LossScaler, get_backend
+from ..backends.amp import apply_opt_level
 from ..checkpoint import DetectionCheckpointer
 from ..config import amp_settings
 from ..data import build_detection_test_loader, build_detection_train_loader
@@ -28,21 +27,12 @@ from ..solver import build_lr_scheduler, build_optimizer
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
 from .launch import all_gather_object, get_rank, get_world_size, is_main_process
+from .runtime import apply_device_settings, capture_rng_states, resolve_input_shape, restore_rng_states
 from .train_loop import SimpleTrainer
 
 __all__ = ["DefaultTrainer", "capture_rng_states", "restore_rng_states", "perf_only"]
 
 logger = logging.getLogger(__name__)
-
-
-def float32_mode_from_env(environ=os.environ) -> str:
-    """The launch scripts' --hf32 / --fp32 (exported as ALLOW_HF32 / ALLOW_FP32): "hf32", "fp32" or ""."""
-    def enabled(name: str) -> bool:
-        return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-    if enabled("ALLOW_HF32") and enabled("ALLOW_FP32"):
-        raise ValueError("ALLOW_HF32 and ALLOW_FP32 are both set: choose one (--hf32 or --fp32)")
-    return "hf32" if enabled("ALLOW_HF32") else "fp32" if enabled("ALLOW_FP32") else ""
 
 
 def _check_ranks_agree_on_start(start_iter: int, output_dir: str) -> None:
@@ -63,45 +53,6 @@ def perf_only() -> bool:
     return os.environ.get("PERF_ONLY", "").strip().lower() in ("1", "true", "yes")
 
 
-def _device_rng_module(backend):
-    """torch's runtime module of the backend's device when it has its own generator, else None."""
-    if backend is None:
-        return None
-    try:
-        runtime = backend.runtime()
-    except (AttributeError, RuntimeError):
-        return None
-    return runtime if hasattr(runtime, "get_rng_state") and hasattr(runtime, "set_rng_state") else None
-
-
-def capture_rng_states(backend=None) -> dict:
-    """This process's RNG states (python, numpy, torch CPU, the device's generator) as tensors and
-    plain numbers, so a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
-    version, python_state, gauss_next = random.getstate()
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    states = {
-        "python": (version, torch.tensor(python_state, dtype=torch.int64), gauss_next),
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gaussian)),
-        "torch": torch.get_rng_state(),
-    }
-    runtime = _device_rng_module(backend)
-    if runtime is not None:
-        states["device"] = runtime.get_rng_state(backend.device).cpu()
-    return states
-
-
-def restore_rng_states(states: dict, backend=None) -> None:
-    """The inverse of ``capture_rng_states``."""
-    version, python_state, gauss_next = states["python"]
-    random.setstate((version, tuple(python_state.tolist()), gauss_next))
-    name, keys, position, has_gauss, cached_gaussian = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    torch.set_rng_state(states["torch"])
-    runtime = _device_rng_module(backend)
-    if "device" in states and runtime is not None:
-        runtime.set_rng_state(states["device"], backend.device)
-
-
 class DefaultTrainer(SimpleTrainer):
     """Training as ``train_net`` runs it::
 
@@ -110,25 +61,29 @@ class DefaultTrainer(SimpleTrainer):
         trainer.train()
 
     Subclass and override the ``build_*`` class methods to change a part.
+
+    Args:
+        cfg: the run's config.
+        backend: the backend of ``cfg.MODEL.DEVICE`` when the caller has resolved it already
+            (train_net does, once per process); else it is resolved here.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, backend=None):
+        self.backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
+        cfg = resolve_input_shape(cfg, self.backend)  # the data layer reads INPUT.FIX_SHAPE as resolved
         self.cfg = cfg
-        self.backend = get_backend(cfg.MODEL.DEVICE)
         self.backend.set_device()
-        self.backend.set_float32_precision(float32_mode_from_env())
+        apply_device_settings(cfg, self.backend, training=True)
         # every rank its own stream (seed + rank), as detectron2; a random seed is logged by the backend
         self.seed = self.backend.manual_seed(cfg.SEED + get_rank() if cfg.SEED >= 0 else None)
         self.amp = amp_settings(cfg)
         model = self.build_model(cfg)
-        loss_scaler = None
-        if self.amp.enabled:
-            model = self.backend.prepare_model_for_amp(model, self.amp.opt_level, self.amp.dtype or None)
         optimizer = self.build_optimizer(cfg, model)
         schedulable = optimizer  # torch schedulers need the torch optimizer, not the O2 wrapper
+        loss_scaler = None
         if self.amp.enabled:
-            optimizer = self.backend.wrap_optimizer_for_amp(optimizer, self.amp.opt_level)
-            loss_scaler = self.backend.make_loss_scaler(self.amp.loss_scale)
+            optimizer = apply_opt_level(model, optimizer, self.amp.opt_level, self.backend.amp_dtype(self.amp.dtype))
+            loss_scaler = LossScaler(self.amp.loss_scale)
         self.unwrapped_model = model
         model = self._wrap_data_parallel(model)
         super().__init__(
@@ -138,6 +93,7 @@ class DefaultTrainer(SimpleTrainer):
             autocast=self._autocast,
             loss_scaler=loss_scaler,
             memory_stats=self.backend.memory_stats,
+            debug=bool(cfg.DEBUG_MODE),
         )
         self.scheduler = self.build_lr_scheduler(cfg, schedulable)
         checkpointables = {"optimizer": optimizer, "scheduler": self.scheduler}

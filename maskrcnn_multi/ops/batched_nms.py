@@ -1,7 +1,7 @@
 """NMS within categories (torchvision.ops.batched_nms's signature and results)."""
 import torch
 
-from maskrcnn_multi.backends import native
+from maskrcnn_multi.backends import backend_class
 
 from ._checks import check_boxes, check_number, check_per_box, compute_dtype
 from .nms import nms
@@ -27,7 +27,8 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     boxes = boxes.detach().to(compute_dtype(boxes.dtype))
-    if boxes.numel() > native.batched_nms_per_class_min_elements(boxes.device.type) and not torch.jit.is_tracing():
+    # the device's crossover between the two strategies (torchvision's figures, see Backend)
+    if boxes.numel() > backend_class(boxes.device.type).batched_nms_per_class_above and not torch.jit.is_tracing():
         return _per_category(boxes, scores, idxs, iou_threshold)
     return _with_coordinate_offsets(boxes, scores, idxs, iou_threshold)
 

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from maskrcnn_multi.backends import get_backend
+from maskrcnn_multi.backends import Backend, get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.data import register_coco_2017, register_coco_instances
@@ -26,6 +26,7 @@ from maskrcnn_multi.engine.hooks import HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
 )
+from maskrcnn_multi.engine.runtime import apply_device_settings, resolve_input_shape
 from maskrcnn_multi.engine.trainer import DefaultTrainer
 from maskrcnn_multi.evaluation import create_small_table, print_csv_format
 from maskrcnn_multi.tools._cli import run_main
@@ -119,32 +120,34 @@ def register_datasets(data_path: Optional[str], datasets: Sequence[Sequence[str]
         register_coco_instances(name, {}, os.path.abspath(json_file), os.path.abspath(image_root), replace=True)
 
 
-def device_for_this_rank(device: str, device_ids: Optional[List[int]]) -> str:
-    """MODEL.DEVICE of this process. Distributed, each local rank takes its own device,
+def backend_for_this_rank(backend: Backend, device_ids: Optional[List[int]]) -> Backend:
+    """The backend of this process's device. Distributed, each local rank takes its own device,
     ``device_ids[local rank]`` (``--device-ids``) or the local rank, whatever index the config
     names; a device kind with a single device (the host CPU) is shared by all ranks."""
     if get_world_size() == 1:
-        return device
-    backend = get_backend(device)
-    if backend.runtime().device_count() <= 1 and not device_ids:
-        return device
+        return backend
+    if backend.device_count() <= 1 and not device_ids:
+        return backend
     local_rank = get_local_rank()
     if device_ids and local_rank >= len(device_ids):
         raise SystemExit(f"train_net: local rank {local_rank} has no entry in --device-ids {device_ids}")
-    return f"{backend.device_type}:{device_ids[local_rank] if device_ids else local_rank}"
+    return backend.with_index(device_ids[local_rank] if device_ids else local_rank)
 
 
 def setup(args: argparse.Namespace):
-    """The frozen config of this run; joins the process group; sets up logging; writes config.yaml."""
+    """The frozen config of this run and its backend (resolved once, here); joins the process group,
+    sets up logging, writes config.yaml (with MODEL.DEVICE and INPUT.FIX_SHAPE as resolved)."""
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     backend = get_backend(cfg.MODEL.DEVICE)  # validates MODEL.DEVICE (and loads torch_npu) first
     init_distributed(backend.dist_backend)
-    cfg.MODEL.DEVICE = device_for_this_rank(cfg.MODEL.DEVICE, args.device_ids)
+    backend = backend_for_this_rank(backend, args.device_ids)
+    cfg.MODEL.DEVICE = backend.name
     # before any collective, --eval-only included: NCCL/HCCL put tensors on the current device
-    get_backend(cfg.MODEL.DEVICE).set_device()
+    backend.set_device()
+    cfg = resolve_input_shape(cfg, backend)
     cfg.freeze()
     setup_logging(cfg.OUTPUT_DIR)
     register_datasets(args.data_path, args.dataset)
@@ -154,7 +157,7 @@ def setup(args: argparse.Namespace):
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as config_file:
             config_file.write(cfg.dump())
         logger.info("Full config saved to %s", os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
-    return cfg
+    return cfg, backend
 
 
 class ProgressBar(HookBase):
@@ -188,15 +191,16 @@ def print_results(results) -> None:
 
 def run(args: argparse.Namespace):
     """One process's work: evaluate (``--eval-only``) or train then evaluate; returns the results."""
-    cfg = setup(args)
+    cfg, backend = setup(args)
     if args.eval_only:
+        apply_device_settings(cfg, backend, training=False)
         model = DefaultTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = DefaultTrainer.test(cfg, model)
         if is_main_process():
             print_results(results)
         return results
-    trainer = DefaultTrainer(cfg)
+    trainer = DefaultTrainer(cfg, backend=backend)
     trainer.resume_or_load(resume=args.resume)
     if is_main_process() and sys.stdout.isatty():
         trainer.register_hooks([ProgressBar()])

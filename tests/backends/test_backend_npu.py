@@ -48,11 +48,6 @@ def test_autocast_uses_torch_npu_amp(fake_torch_npu):
     assert dtypes == [torch.float16, torch.bfloat16]
 
 
-def test_static_loss_scale_on_npu(fake_torch_npu):
-    scaler = get_backend("npu").make_loss_scaler(64)
-    assert not scaler.dynamic and scaler.get_scale() == 64.0
-
-
 def test_no_visible_npu(fake_torch_npu):
     fake_torch_npu.npu.is_available = lambda: False
     with pytest.raises(BackendUnavailableError, match=r"^MODEL.DEVICE 'npu:0': no Ascend NPU is visible"):
@@ -77,13 +72,25 @@ def test_torch_npu_import_failure_is_reported_in_one_line(monkeypatch):
     )
 
 
-@pytest.mark.parametrize("mode, matmul, conv", [("hf32", True, True), ("fp32", False, False), ("", False, True)])
-def test_hf32_and_fp32_switch_torch_npu_flags(fake_torch_npu, mode, matmul, conv):
+@pytest.fixture
+def keep_matmul_precision():
+    """set_float32_precision also sets torch's process-wide matmul precision: put it back."""
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize("mode, matmul, conv", [
+    ("high", True, True), ("medium", True, True), ("highest", False, False), ("", False, True),
+])
+def test_float32_precision_switches_torch_npu_flags(fake_torch_npu, keep_matmul_precision, mode, matmul, conv):
+    """--hf32 / --fp32 reach the NPU as FLOAT32_PRECISION high / highest; "" leaves torch_npu's defaults."""
     get_backend("npu:0").set_float32_precision(mode)
     assert fake_torch_npu.npu.matmul.allow_hf32 is matmul
     assert fake_torch_npu.npu.conv.allow_hf32 is conv
+    assert torch.get_float32_matmul_precision() == (mode or "highest")
 
 
 def test_unknown_float32_precision_is_named():
-    with pytest.raises(ValueError, match="unknown float32 precision 'tf32'"):
+    with pytest.raises(ValueError, match="unknown FLOAT32_PRECISION 'tf32'"):
         get_backend("cpu").set_float32_precision("tf32")

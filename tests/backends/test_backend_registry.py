@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from maskrcnn_multi.backends import (
-    BackendUnavailableError, get_backend, list_backends, parse_device,
+    BACKENDS, Backend, BackendUnavailableError, backend_class, get_backend, list_backends, parse_device,
+    register_backend,
 )
+from maskrcnn_multi.backends.cpu import CpuBackend
 
 
 @pytest.mark.parametrize("device, expected", [
@@ -16,14 +18,36 @@ def test_parse_device(device, expected):
     assert parse_device(device) == expected
 
 
-def test_list_backends():
-    assert list_backends() == ["cpu", "cuda", "npu"]
+class _XpuLike(CpuBackend):
+    """A device added by one file, as a new backend would be (it borrows the CPU's runtime)."""
+
+    device_type = "xpu_like"
 
 
-def test_unknown_device_names_it_and_the_choices():
+@pytest.fixture
+def registered_xpu_like():
+    register_backend(_XpuLike)
+    yield _XpuLike
+    del BACKENDS["xpu_like"]
+
+
+def test_the_devices_this_project_ships_are_registered():
+    assert {"cpu", "cuda", "npu"} <= set(list_backends())
+    assert list_backends() == list(BACKENDS)
+
+
+def test_a_registered_backend_is_a_valid_model_device(registered_xpu_like):
+    assert "xpu_like" in list_backends()
+    assert parse_device("xpu_like:0") == ("xpu_like", 0)
+    assert isinstance(get_backend("xpu_like"), _XpuLike) and backend_class("xpu_like") is _XpuLike
+    assert backend_class("meta") is Backend  # a tensor device without a backend gets the generic preferences
+
+
+def test_unknown_device_names_it_and_every_registered_choice(registered_xpu_like):
     with pytest.raises(ValueError) as info:
         get_backend("gpu")
-    assert str(info.value) == "unknown MODEL.DEVICE 'gpu' (choose from: cpu, cuda, npu)"
+    assert str(info.value) == f"unknown MODEL.DEVICE 'gpu' (choose from: {', '.join(BACKENDS)})"
+    assert "xpu_like" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_malformed_index():
@@ -67,3 +91,25 @@ def test_cuda_without_cuda_kernels_in_the_extension_warns_once(caplog):
         CudaBackend(1).register_kernels()
     messages = [record.getMessage() for record in caplog.records if "without CUDA kernels" in record.getMessage()]
     assert len(messages) == 1 and "FORCE_CUDA=1" in messages[0]
+
+
+def test_op_preferences_are_backend_attributes():
+    """batched_nms switches to one NMS per class above torchvision's crossover for the device."""
+    from maskrcnn_multi.backends.cuda import CudaBackend
+    from maskrcnn_multi.backends.npu import NpuBackend
+
+    assert CpuBackend.batched_nms_per_class_above == 4000
+    assert CudaBackend.batched_nms_per_class_above == NpuBackend.batched_nms_per_class_above == 100_000
+
+
+def test_cudnn_benchmark_reaches_cudnn():
+    from maskrcnn_multi.backends.cuda import CudaBackend
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        CudaBackend(0).set_autotuning(True)
+        assert torch.backends.cudnn.benchmark is True
+        CudaBackend(0).set_autotuning(False)
+        assert torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -113,13 +113,11 @@ def test_rgb_format_reverses_channels(shapes_root):
     assert np.issubdtype(bgr.numpy().dtype, np.uint8)
 
 
-def test_a_device_that_wants_static_shapes_gets_its_default_fix_shape(shapes_root):
-    """MODEL.DEVICE npu pads to the NPU backend's (1344, 1344) unless INPUT.FIX_SHAPE says otherwise."""
+def test_the_mapper_reads_fix_shape_as_given_whatever_the_device(shapes_root):
+    """The data layer never asks a backend: the engine resolves a device's default static shape into
+    INPUT.FIX_SHAPE first (tests/engine/test_runtime.py)."""
     cfg = _cfg()
     cfg.MODEL.DEVICE = "npu:0"
-    assert DatasetMapper.from_config(cfg, is_train=False).fix_shape == (1344, 1344)
+    assert DatasetMapper.from_config(cfg, is_train=False).fix_shape is None
     cfg.INPUT.FIX_SHAPE = (256, 320)
     assert DatasetMapper.from_config(cfg, is_train=False).fix_shape == (256, 320)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INPUT.FIX_SHAPE = ()
-    assert DatasetMapper.from_config(cfg, is_train=False).fix_shape is None

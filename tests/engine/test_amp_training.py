@@ -4,19 +4,21 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn_multi.backends import get_backend
+from maskrcnn_multi.backends import LossScaler, get_backend
+from maskrcnn_multi.backends.amp import apply_opt_level
 from maskrcnn_multi.engine.train_loop import SimpleTrainer
 
 
 class _TinyConvNet(nn.Module):
     """conv -> batch norm -> pooled linear; returns a dict of losses like a detector."""
 
-    def __init__(self, poison_at=None):
+    def __init__(self, poison_at=None, poison_from=None):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
         self.norm = nn.BatchNorm2d(8)
         self.head = nn.Linear(8, 2)
         self.poison_at = poison_at
+        self.poison_from = poison_from
         self.calls = 0
 
     def forward(self, batch):
@@ -26,7 +28,7 @@ class _TinyConvNet(nn.Module):
         logits = self.head(features.mean(dim=(2, 3)))
         loss_cls = nn.functional.cross_entropy(logits.float(), targets)
         loss_reg = 0.001 * self.head.weight.float().pow(2).sum()
-        if self.calls == self.poison_at:
+        if self.calls == self.poison_at or (self.poison_from is not None and self.calls >= self.poison_from):
             loss_cls = loss_cls * float("inf")
         self.calls += 1
         return {"loss_cls": loss_cls, "loss_reg": loss_reg}
@@ -41,12 +43,12 @@ def _batches():
         yield images, targets
 
 
-def _amp_trainer(opt_level, loss_scale, poison_at=None):
+def _amp_trainer(opt_level, loss_scale, poison_at=None, poison_from=None):
     backend = get_backend("cpu")
-    model = backend.prepare_model_for_amp(_TinyConvNet(poison_at), opt_level)
+    model = _TinyConvNet(poison_at, poison_from)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    optimizer = backend.wrap_optimizer_for_amp(optimizer, opt_level)
-    scaler = backend.make_loss_scaler(loss_scale) if opt_level != "O0" else None
+    optimizer = apply_opt_level(model, optimizer, opt_level, backend.amp_dtype())
+    scaler = LossScaler(loss_scale) if opt_level != "O0" else None
     trainer = SimpleTrainer(model, _batches(), optimizer, autocast=lambda: backend.autocast(opt_level), loss_scaler=scaler)
     return trainer, model
 
@@ -99,6 +101,22 @@ def test_inf_gradients_skip_the_step_and_count_it_in_o2_dynamic(caplog):
     assert scales[4] == scales[3] / 2
     assert any("iteration 4" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
     assert all(torch.isfinite(torch.tensor(_totals(trainer)[5:])))
+
+
+@pytest.mark.parametrize("loss_scale, limit", [("dynamic", 32), (64.0, 10)], ids=["dynamic", "static64"])
+def test_a_run_of_skipped_steps_stops_training_naming_the_iteration(loss_scale, limit):
+    """A broken loss must not train on for ever skipping every step (nor exit 0 at the end)."""
+    trainer, _ = _amp_trainer("O2", loss_scale, poison_from=5)
+    last = 5 + limit - 1
+    with pytest.raises(FloatingPointError, match=rf"^{limit} optimizer steps in a row skipped .* the last at iteration {last} "):
+        trainer.train(0, 200)
+    assert trainer.iter == last
+
+
+def test_a_short_run_whose_every_step_was_skipped_fails():
+    trainer, _ = _amp_trainer("O2", "dynamic", poison_from=0)
+    with pytest.raises(FloatingPointError, match=r"no optimizer step was taken in 6 iteration\(s\) \(up to iteration 5\)"):
+        trainer.train(0, 6)
 
 
 # The detector itself, through DefaultTrainer (helpers shared with the resume test).

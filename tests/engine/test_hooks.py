@@ -163,18 +163,3 @@ def test_tensorboard_writer_writes_each_new_scalar_once():
     written = writer._writer.scalars
     assert ("total_loss", 1) in written and ("total_loss", 2) in written
     assert len(written) == len(set(written))
-
-
-@pytest.mark.parametrize("environ, mode", [({}, ""), ({"ALLOW_HF32": "True"}, "hf32"), ({"ALLOW_FP32": "1"}, "fp32"),
-                                           ({"ALLOW_HF32": "False"}, "")])
-def test_launch_script_precision_flags(environ, mode):
-    from maskrcnn_multi.engine.trainer import float32_mode_from_env
-
-    assert float32_mode_from_env(environ) == mode
-
-
-def test_launch_script_precision_flags_conflict():
-    from maskrcnn_multi.engine.trainer import float32_mode_from_env
-
-    with pytest.raises(ValueError, match="ALLOW_HF32 and ALLOW_FP32"):
-        float32_mode_from_env({"ALLOW_HF32": "True", "ALLOW_FP32": "True"})
