@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from typing import ClassVar, ContextManager, Optional, Tuple, Union
+from typing import Callable, ClassVar, ContextManager, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -55,6 +55,9 @@ class Backend:
             (torchvision/ops/boxes.py, pytorch/vision#1311 and #8925): 4,000 on the CPU, 100,000 on
             accelerators. Keeping its rule also keeps its results, because the offset changes the
             rounding of IoUs.
+        fused_conv2d: the device's fused inference convolution for `ops.conv2d` (conv + bias +
+            residual + ReLU in one kernel; returns None where it cannot serve), or None: the
+            unfused reference runs.
     """
 
     device_type: ClassVar[str] = ""
@@ -63,6 +66,7 @@ class Backend:
     wants_static_shapes: ClassVar[bool] = False
     default_static_shape: ClassVar[Tuple[int, ...]] = ()
     batched_nms_per_class_above: ClassVar[int] = 100_000
+    fused_conv2d: ClassVar[Optional[Callable[..., Optional[torch.Tensor]]]] = None
 
     def __init__(self, index: Optional[int] = None):
         """index: the device ordinal from "cuda:1" / "npu:0", or None for the current device."""
@@ -182,6 +186,10 @@ class Backend:
 
     def register_kernels(self) -> None:
         """Register this device's kernels for the maskrcnn_multi ops not built into `_C` (default: none)."""
+
+    def preferred_memory_format(self, dtype: torch.dtype) -> torch.memory_format:
+        """The layout this device's convolutions run fastest in, for `dtype` (MODEL.MEMORY_FORMAT "auto")."""
+        return torch.contiguous_format
 
     def fixed_input_shape(self, requested: Tuple[int, ...] = ()) -> Tuple[int, ...]:
         """The (H, W) every image is padded to, or () for dynamic shapes.

@@ -66,6 +66,11 @@ class NpuBackend(Backend):
             runtime.matmul.allow_hf32 = mode != "highest"
             runtime.conv.allow_hf32 = mode != "highest"
 
+    def preferred_memory_format(self, dtype: torch.dtype) -> torch.memory_format:
+        """contiguous: torch_npu converts to its private formats (NC1HWC0, ...) itself; channels_last
+        is not one of them. Unverified on hardware."""
+        return torch.contiguous_format
+
     def _autocast(self, dtype: torch.dtype):
         return self.runtime().amp.autocast(dtype=dtype)
 

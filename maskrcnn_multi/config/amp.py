@@ -8,6 +8,8 @@ same names when it turns them into torch settings):
 - `FLOAT32_PRECISION`: "" (the device's default), "highest" (exact float32), "high" (TF32 on
   CUDA, HF32 on Ascend), "medium" (also bfloat16 internally where the device offers it);
   detectron2's key and values.
+- `MODEL.MEMORY_FORMAT`: "auto" (the backend's preference), "channels_last" or "contiguous".
+- `TEST.AMP.ENABLED`: inference in the AMP dtype (`AMP_DTYPE` or the backend's half type).
 
 How the two AMP switches combine: the Ascend ModelZoo keys (`AMP`, `OPT_LEVEL`,
 `LOSS_SCALE_VALUE`, ours `AMP_DTYPE`) and detectron2's `SOLVER.AMP.ENABLED` both turn mixed
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple, Union
 OPT_LEVELS = ("O0", "O1", "O2")
 AMP_DTYPES = ("", "float16", "bfloat16")
 FLOAT32_PRECISIONS = ("", "highest", "high", "medium")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 DYNAMIC_LOSS_SCALE = "dynamic"
 
 

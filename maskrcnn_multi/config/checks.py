@@ -5,7 +5,9 @@ name the key, the source (file or "command-line overrides") and the value.
 """
 from typing import Any
 
-from .amp import AMP_DTYPES, FLOAT32_PRECISIONS, OPT_LEVELS, describe_loss_scale_rule, is_valid_loss_scale
+from .amp import (
+    AMP_DTYPES, FLOAT32_PRECISIONS, MEMORY_FORMATS, OPT_LEVELS, describe_loss_scale_rule, is_valid_loss_scale,
+)
 from .errors import ConfigError, short_repr
 
 # Keys that accept several types; every other key keeps the type of its default.
@@ -19,6 +21,7 @@ _CHOICES = {
     "AMP_DTYPE": AMP_DTYPES,
     "FLOAT32_PRECISION": FLOAT32_PRECISIONS,
     "DEBUG_MODE": (0, 1),
+    "MODEL.MEMORY_FORMAT": MEMORY_FORMATS,
 }
 
 def check_value(full_key: str, value: Any, source: str) -> None:

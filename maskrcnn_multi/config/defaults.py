@@ -22,7 +22,14 @@ YAML means the same thing here. Our additions and the choices behind them:
 - `INPUT.FIX_MAX_GT = 20`: with static shapes, ground truth per image is capped to this many boxes
   (a random subset; the port also pads to exactly 20, we do not), the port's value. Unused when static shapes are off. Raise it for crowded data sets (COCO
   has images with ~90 objects; the port drops all but 20 of them).
-- `DEBUG_MODE = 0`: the port's key, kept so its command lines load; 1 enables extra checks.
+- `DEBUG_MODE = 0`: the port's key; 1 enables extra checks in training (`engine.debug_checks`:
+  inputs, the parameter with a non-finite gradient, autograd anomaly detection; several times slower).
+- `FLOAT32_PRECISION` and `CUDNN_BENCHMARK` are detectron2's and act through the backend
+  (`engine.runtime`); the launch scripts' `--hf32` / `--fp32` set FLOAT32_PRECISION "high" / "highest".
+- The fast path (`engine.inference`): `TEST.AMP.ENABLED = False` (True: inference in the AMP dtype),
+  `MODEL.MEMORY_FORMAT = "auto"` (the backend's preferred layout for the dtype the convolutions run
+  in; "channels_last", "contiguous"), `TEST.FUSE_LAYERS = True` (FrozenBN folded into convolutions,
+  bias / residual / ReLU fused, at inference only; the parameters and checkpoints are unchanged).
 """
 from .config import CfgNode as CN
 from .defaults_model import add_model_defaults
@@ -122,6 +129,9 @@ _C.TEST.AUG.MAX_SIZE = 4000
 _C.TEST.AUG.FLIP = True
 _C.TEST.PRECISE_BN = CN({"ENABLED": False})
 _C.TEST.PRECISE_BN.NUM_ITER = 200
+# ours (see the module docstring): inference precision and the fused inference graph
+_C.TEST.AMP = CN({"ENABLED": False})
+_C.TEST.FUSE_LAYERS = True
 
 # ---------------------------------------------------------------------------- #
 # Misc

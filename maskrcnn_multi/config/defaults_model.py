@@ -21,6 +21,8 @@ def add_model_defaults(root: CN) -> None:
     # BGR order (INPUT.FORMAT defaults to BGR); std 1.0: MSRA weights absorbed it into conv1.
     model.PIXEL_MEAN = [103.530, 116.280, 123.675]
     model.PIXEL_STD = [1.0, 1.0, 1.0]
+    # ours: the layout convolutions run in ("auto": the backend's choice; see engine.inference)
+    model.MEMORY_FORMAT = "auto"
 
     model.BACKBONE = CN()
     model.BACKBONE.NAME = "build_resnet_backbone"

@@ -10,6 +10,7 @@ from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.data.transforms import ResizeShortestEdge
 from maskrcnn_multi.modeling import build_model
 
+from .inference import for_inference
 from .runtime import apply_device_settings
 
 __all__ = ["DefaultPredictor", "prepare_device"]
@@ -40,6 +41,7 @@ class DefaultPredictor:
         self.model.eval()
         self.input_format = self.cfg.INPUT.FORMAT
         DetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        self._inference_model = None
         min_size = self.cfg.INPUT.MIN_SIZE_TEST
         self.aug = ResizeShortestEdge([min_size, min_size], self.cfg.INPUT.MAX_SIZE_TEST)
 
@@ -56,4 +58,15 @@ class DefaultPredictor:
             image = self.aug.get_transform(original_image).apply_image(original_image)
             image = torch.as_tensor(np.ascontiguousarray(image.astype("float32").transpose(2, 0, 1)))
             inputs = {"image": image, "height": height, "width": width}
-            return self.model([inputs])[0]
+            return self.inference_model([inputs])[0]
+
+    @property
+    def inference_model(self):
+        """What runs: ``self.model`` as inference runs it (``engine.inference``: the fused graph in the
+        configured precision and layout; ``self.model`` itself is unchanged). Replacing ``self.model``
+        (as detectron2's users may) is honoured; a plain callable is called as it is."""
+        if not isinstance(self.model, torch.nn.Module):
+            return self.model
+        if self._inference_model is None or self._inference_model.model is not self.model:
+            self._inference_model = for_inference(self.model, self.cfg, self.backend)
+        return self._inference_model

@@ -26,6 +26,7 @@ from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
+from .inference import for_inference, training_memory_format
 from .launch import all_gather_object, get_rank, get_world_size, is_main_process
 from .runtime import apply_device_settings, capture_rng_states, resolve_input_shape, restore_rng_states
 from .train_loop import SimpleTrainer
@@ -78,6 +79,7 @@ class DefaultTrainer(SimpleTrainer):
         self.seed = self.backend.manual_seed(cfg.SEED + get_rank() if cfg.SEED >= 0 else None)
         self.amp = amp_settings(cfg)
         model = self.build_model(cfg)
+        self._set_memory_format(model)
         optimizer = self.build_optimizer(cfg, model)
         schedulable = optimizer  # torch schedulers need the torch optimizer, not the O2 wrapper
         loss_scaler = None
@@ -108,10 +110,23 @@ class DefaultTrainer(SimpleTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.register_hooks(self.build_hooks())
         logger.info(
-            "AMP: %s (%s, loss scale %s); device %s; %d process(es); seed %d",
+            "AMP: %s (%s, loss scale %s); %s; device %s; %d process(es); seed %d",
             self.amp.opt_level, self.backend.amp_dtype(self.amp.dtype or None) if self.amp.enabled else "fp32",
-            self.amp.loss_scale if self.amp.enabled else "none", self.backend.device, get_world_size(), self.seed,
+            self.amp.loss_scale if self.amp.enabled else "none",
+            "channels_last" if self.memory_format == torch.channels_last else "contiguous",
+            self.backend.device, get_world_size(), self.seed,
         )
+
+    def _set_memory_format(self, model: torch.nn.Module) -> None:
+        """MODEL.MEMORY_FORMAT for the dtype the convolutions train in: weights in that layout, and the
+        input batch converted to it once (the layout then flows through the network)."""
+        dtype = self.backend.amp_dtype(self.amp.dtype) if self.amp.enabled else torch.float32
+        layout = training_memory_format(self.cfg, self.backend, dtype)
+        if layout != torch.contiguous_format:
+            model.to(memory_format=layout)
+            if hasattr(model, "set_input_layout"):
+                model.set_input_layout(memory_format=layout)
+        self.memory_format = layout
 
     def _autocast(self):
         return self.backend.autocast(self.amp.opt_level, self.amp.dtype or None)
@@ -210,9 +225,10 @@ class DefaultTrainer(SimpleTrainer):
         return writers
 
     def _evaluate_for_hook(self) -> Dict:
+        """Evaluate with the inference settings (TEST.AMP.ENABLED, MODEL.MEMORY_FORMAT), not the
+        training ones: a model trained with AMP O1 is evaluated in exact float32 by default."""
         try:
-            with self._autocast():
-                self.last_eval_results = self.test(self.cfg, self.model)
+            self.last_eval_results = self.test(self.cfg, self.model, backend=self.backend)
         finally:
             self.model.train()
         return self.last_eval_results
@@ -250,13 +266,19 @@ class DefaultTrainer(SimpleTrainer):
         return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True)
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None) -> Dict:
-        """Evaluate ``model`` on every DATASETS.TEST; ``{dataset: results}`` (just the results for one)."""
+    def test(cls, cfg, model, evaluators=None, backend=None) -> Dict:
+        """Evaluate ``model`` on every DATASETS.TEST; ``{dataset: results}`` (just the results for one).
+
+        The model runs as inference runs it (``engine.inference``: the configured precision, memory
+        format and fused graph); ``backend``: the run's, resolved from MODEL.DEVICE when not given.
+        """
+        backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
+        model = for_inference(model, cfg, backend)
         results: Dict = OrderedDict()
         for index, dataset_name in enumerate(cfg.DATASETS.TEST):
             loader = cls.build_test_loader(cfg, dataset_name)
             evaluator = evaluators[index] if evaluators is not None else cls.build_evaluator(cfg, dataset_name)
-            results[dataset_name] = inference_on_dataset(model, loader, evaluator)
+            results[dataset_name] = inference_on_dataset(model, loader, evaluator, synchronize=backend.synchronize)
         if len(results) == 1:
             return next(iter(results.values()))
         return results

@@ -196,7 +196,7 @@ def run(args: argparse.Namespace):
         apply_device_settings(cfg, backend, training=False)
         model = DefaultTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = DefaultTrainer.test(cfg, model)
+        results = DefaultTrainer.test(cfg, model, backend=backend)
         if is_main_process():
             print_results(results)
         return results

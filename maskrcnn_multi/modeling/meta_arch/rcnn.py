@@ -17,6 +17,17 @@ __all__ = ["GeneralizedRCNN", "ProposalNetwork"]
 class _Preprocessing(nn.Module):
     """Normalisation with ``pixel_mean`` / ``pixel_std`` buffers and batching into a padded ImageList."""
 
+    # what the batched input is converted to, once, before the backbone (see set_input_layout)
+    input_dtype: Optional[torch.dtype] = None
+    input_memory_format: torch.memory_format = torch.contiguous_format
+
+    def set_input_layout(self, dtype: Optional[torch.dtype] = None,
+                         memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        """Convert the normalized, padded batch Tensor[N, C, H, W] to ``dtype`` (None: keep float32)
+        and ``memory_format`` in one copy, so the backbone's first layer gets what all its layers use."""
+        self.input_dtype = dtype
+        self.input_memory_format = memory_format
+
     def _init_pixel_stats(self, pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> None:
         if len(pixel_mean) != len(pixel_std):
             raise ValueError(f"MODEL.PIXEL_MEAN {list(pixel_mean)} and MODEL.PIXEL_STD {list(pixel_std)} "
@@ -39,6 +50,9 @@ class _Preprocessing(nn.Module):
                                             padding_constraints=getattr(self.backbone, "padding_constraints", None))
         image_list.image_sizes = [tuple(x.get("image_size", size)) for x, size in zip(batched_inputs,
                                                                                       image_list.image_sizes)]
+        if self.input_dtype is not None or self.input_memory_format != torch.contiguous_format:
+            image_list.tensor = image_list.tensor.to(dtype=self.input_dtype or image_list.tensor.dtype,
+                                                     memory_format=self.input_memory_format)
         return image_list
 
     def _gt_instances(self, batched_inputs: List[Dict]) -> Optional[List[Instances]]:

@@ -1,8 +1,9 @@
 """Pure-PyTorch twins of the native ops: they run on any device and are what the kernels are tested
 against. Each follows its peer's arithmetic (torchvision's C++ kernels, detectron2's mask pasting)."""
 from .box_iou import box_iou
+from .conv2d import conv2d
 from .nms import nms
 from .paste_masks import paste_masks, region_masks
 from .roi_align import roi_align
 
-__all__ = ["box_iou", "nms", "paste_masks", "region_masks", "roi_align"]
+__all__ = ["box_iou", "conv2d", "nms", "paste_masks", "region_masks", "roi_align"]

@@ -1,0 +1,145 @@
+"""How the model runs at inference: precision and memory format chosen by the backend, overridable by
+the config, and the lean inference graph.
+
+Config keys (detectron2's YAMLs do not have them; their defaults keep detectron2's outputs):
+- `TEST.AMP.ENABLED` (False): autocast at inference in `AMP_DTYPE`, or the backend's preferred half
+  type (bfloat16 on the CPU, float16 on CUDA and NPU). False is exact float32.
+- `MODEL.MEMORY_FORMAT` ("auto"): "channels_last", "contiguous", or "auto", the backend's preference
+  for the dtype the convolutions run in (`Backend.preferred_memory_format`). Training uses it too.
+- `TEST.FUSE_LAYERS` (True): run the inference graph (`modeling.inference_graph`): norms folded into
+  the convolutions, bias / residual / ReLU fused where the device's library can. Exact up to
+  rounding; False runs the model's own modules, layer by layer.
+
+`InferenceModel` wraps a model with these settings; the predictor, `--eval-only`, the evaluation
+during training, the demo and `tools.benchmark` all run through it. The model itself is never
+changed: the graph is derived from it and rebuilt whenever its weights change.
+"""
+import contextlib
+import logging
+from typing import Callable, ContextManager, List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..config.amp import MEMORY_FORMATS
+from ..modeling.inference_graph import build_inference_graph
+
+__all__ = [
+    "InferenceModel", "InferenceSettings", "for_inference", "inference_settings", "memory_format",
+    "training_memory_format",
+]
+
+logger = logging.getLogger(__name__)
+
+_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+class InferenceSettings(NamedTuple):
+    """dtype: the autocast dtype, or None for exact float32; memory_format: a torch.memory_format;
+    fuse: run the fused inference graph."""
+
+    dtype: Optional[torch.dtype]
+    memory_format: torch.memory_format
+    fuse: bool
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.memory_format == torch.channels_last else "contiguous"
+        precision = f"{str(self.dtype).replace('torch.', '')} autocast" if self.dtype is not None else "float32"
+        return f"{precision}, {layout}, {'fused graph' if self.fuse else 'unfused modules'}"
+
+
+def memory_format(name: str, backend, dtype: torch.dtype) -> torch.memory_format:
+    """MODEL.MEMORY_FORMAT -> torch.memory_format; "auto" asks the backend for `dtype`."""
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"unknown MODEL.MEMORY_FORMAT {name!r} (choose from: {', '.join(MEMORY_FORMATS)})")
+    if name == "auto":
+        return backend.preferred_memory_format(dtype)
+    return _FORMATS[name]
+
+
+def inference_settings(cfg, backend) -> InferenceSettings:
+    """What `cfg` asks of inference on `backend` (see the module docstring)."""
+    dtype = backend.amp_dtype(cfg.AMP_DTYPE) if cfg.TEST.AMP.ENABLED else None
+    return InferenceSettings(
+        dtype=dtype,
+        memory_format=memory_format(cfg.MODEL.MEMORY_FORMAT, backend, dtype or torch.float32),
+        fuse=bool(cfg.TEST.FUSE_LAYERS),
+    )
+
+
+def training_memory_format(cfg, backend, dtype: torch.dtype) -> torch.memory_format:
+    """MODEL.MEMORY_FORMAT for training in `dtype` (the AMP dtype, or float32)."""
+    return memory_format(cfg.MODEL.MEMORY_FORMAT, backend, dtype)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel (inference needs no gradient synchronisation)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _tensor_versions(model: nn.Module) -> Tuple:
+    """Changes whenever a parameter or buffer is replaced or written in place (load_state_dict, a step)."""
+    tensors: List[torch.Tensor] = list(model.parameters()) + list(model.buffers())
+    return tuple((id(tensor), tensor._version) for tensor in tensors)
+
+
+class InferenceModel(nn.Module):
+    """``model`` as inference runs it under ``settings``: ``InferenceModel(model, settings, autocast)(inputs)``
+    returns what ``model.eval()(inputs)`` returns, under ``torch.no_grad()`` and, with a dtype, the device's
+    autocast (``autocast(dtype)`` gives the context).
+
+    The inference graph is built on first use and rebuilt when the model's weights change. In fp32
+    settings a model trained with AMP O2 (half weights) is evaluated with its weights widened to float32.
+    """
+
+    def __init__(self, model: nn.Module, settings: InferenceSettings,
+                 autocast: Optional[Callable[[torch.dtype], ContextManager]] = None):
+        super().__init__()
+        self.model = _unwrap(model)
+        self.settings = settings
+        self._autocast = autocast
+        self._graph: Optional[nn.Module] = None
+        self._graph_key: Optional[Tuple] = None
+        if settings.dtype is not None and autocast is None:
+            raise ValueError("InferenceModel: a half-precision setting needs the backend's autocast")
+
+    def graph(self) -> nn.Module:
+        """The module that runs: the fused graph, or the model itself in eval mode with the settings'
+        weight layout (built once per version of the weights)."""
+        key = _tensor_versions(self.model)
+        if self._graph is None or key != self._graph_key:
+            self._graph = self._build()
+            self._graph_key = key
+        return self._graph
+
+    def _build(self) -> nn.Module:
+        settings = self.settings
+        # exact settings: every weight in float32 (a no-op for an fp32 model; O2's half weights widened)
+        dtype = settings.dtype if settings.dtype is not None else _widened(self.model)
+        graph = build_inference_graph(self.model, fuse=settings.fuse, dtype=dtype, memory_format=settings.memory_format)
+        logger.debug("inference graph built (%s)", settings.describe())
+        return graph
+
+    def forward(self, batched_inputs):
+        graph = self.graph()
+        context = self._autocast(self.settings.dtype) if self.settings.dtype is not None else contextlib.nullcontext()
+        with torch.no_grad(), context:
+            return graph(batched_inputs)
+
+    def train(self, mode: bool = True) -> "InferenceModel":
+        # inference only: the wrapped model keeps its own mode (the trainer switches it back)
+        self.training = False
+        return self
+
+
+def for_inference(model: nn.Module, cfg, backend) -> InferenceModel:
+    """``model`` wrapped for inference with the settings ``cfg`` asks of ``backend``."""
+    settings = inference_settings(cfg, backend)
+    logger.info("Inference on %s: %s", backend.name, settings.describe())
+    return InferenceModel(model, settings, autocast=lambda dtype: backend.autocast("O1", dtype))
+
+
+def _widened(model: nn.Module) -> Optional[torch.dtype]:
+    """float32 when some floating parameter of `model` is half (AMP O2), else None (leave as is)."""
+    half = any(p.is_floating_point() and p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters())
+    return torch.float32 if half else None

@@ -1,0 +1,215 @@
+"""The model as inference runs it: a derived graph, never the model itself.
+
+`build_inference_graph(model, ...)` returns a copy of ``model`` in eval mode that shares every
+tensor it does not change, in which:
+- each convolution followed by a FrozenBatchNorm2d (or an eval-mode BatchNorm2d) becomes one
+  convolution with the norm folded into its weight and bias (exact up to rounding);
+- every convolution runs through `ops.conv2d`, which lets the device fuse the bias, the residual sum
+  of a ResNet block and the ReLU into the convolution (oneDNN's post-ops on the CPU);
+- optionally, convolution and linear weights are stored once in a half dtype (the autocast dtype of
+  fast inference) and in a memory format (channels_last), and the batched input image is converted
+  once at the input: no per-call weight casts, no layout changes between layers.
+The source model's parameters, buffers and state dict are untouched: training and checkpoints see
+the model, not the graph. Rebuild the graph when the model's weights change (`engine.inference`
+does, by tracking their versions).
+"""
+import copy
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskrcnn_multi import ops
+
+from .backbone.resnet_blocks import BasicBlock, BasicStem, BottleneckBlock
+from .layers import Conv2d, FrozenBatchNorm2d
+
+__all__ = ["FusedConv2d", "build_inference_graph", "fold_norm"]
+
+_RELUS = (F.relu, F.relu_, torch.relu, torch.relu_)
+
+
+class FusedConv2d(nn.Module):
+    """A convolution with its bias, an optional residual and ReLU applied by `ops.conv2d` (inference only).
+
+    ``forward(x, residual=None)``: ``x`` Tensor[N, Cin, H, W] is cast to the weight's dtype if it
+    differs (as autocast would); returns ``relu?(conv(x) + bias + residual?)``.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride, padding, dilation, groups: int,
+                 activation: str = ""):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        self.stride, self.padding, self.dilation, self.groups = tuple(stride), tuple(padding), tuple(dilation), groups
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if x.dtype != self.weight.dtype:
+            x = x.to(self.weight.dtype)
+        if residual is not None and residual.dtype != self.weight.dtype:
+            residual = residual.to(self.weight.dtype)
+        return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                          activation=self.activation, residual=residual)
+
+    def extra_repr(self) -> str:
+        out_channels, in_channels, kh, kw = self.weight.shape
+        return (f"{in_channels * self.groups}, {out_channels}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+                f"padding={self.padding}, activation={self.activation or 'none'}, dtype={self.weight.dtype}")
+
+
+def fold_norm(weight: torch.Tensor, bias: Optional[torch.Tensor], norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of ``norm(conv(x))`` as one convolution, computed in float64, returned in float32
+    (or the weight's dtype if wider): the graph rounds to a half dtype once, later, if asked to.
+    ``norm``: FrozenBatchNorm2d or a BatchNorm2d in eval mode (running statistics)."""
+    mean, var = norm.running_mean.double(), norm.running_var.double()
+    gamma = norm.weight.double() if norm.weight is not None else torch.ones_like(mean)
+    beta = norm.bias.double() if norm.bias is not None else torch.zeros_like(mean)
+    scale = gamma * torch.rsqrt(var + norm.eps)
+    conv_bias = bias.double() if bias is not None else torch.zeros_like(mean)
+    folded_weight = weight.double() * scale.reshape(-1, 1, 1, 1)
+    folded_bias = (conv_bias - mean) * scale + beta
+    dtype = torch.promote_types(weight.dtype, torch.float32)  # a half (O2) weight folds into float32
+    return folded_weight.to(dtype), folded_bias.to(dtype)
+
+
+def _foldable(norm: Optional[nn.Module]) -> bool:
+    if isinstance(norm, FrozenBatchNorm2d):
+        return True
+    return isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats and norm.running_mean is not None
+
+
+def _activation_name(activation) -> Optional[str]:
+    """"" for none, "relu" for a ReLU, None for an activation ops.conv2d cannot fuse."""
+    if activation is None:
+        return ""
+    if isinstance(activation, nn.ReLU) or activation in _RELUS:
+        return "relu"
+    return None
+
+
+def _fuse_conv(conv: nn.Conv2d, activation: str = "") -> Optional[FusedConv2d]:
+    """The FusedConv2d of ``conv`` (ours with its norm and activation, or torch's), or None when it
+    cannot be fused (a non-zero padding mode, a norm that does not fold, an activation not fusable)."""
+    if type(conv) not in (Conv2d, nn.Conv2d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    norm = getattr(conv, "norm", None)
+    own_activation = _activation_name(getattr(conv, "activation", None))
+    if own_activation is None or (norm is not None and not _foldable(norm)):
+        return None
+    weight, bias = conv.weight.detach(), None if conv.bias is None else conv.bias.detach()
+    if norm is not None:
+        weight, bias = fold_norm(weight, bias, norm)
+    return FusedConv2d(weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups,
+                       activation=own_activation or activation)
+
+
+class _FusedStem(nn.Module):
+    """BasicStem: conv1 + ReLU fused, then the max pool."""
+
+    def __init__(self, stem: BasicStem, conv1: FusedConv2d):
+        super().__init__()
+        self.conv1 = conv1
+        self.out_channels, self.stride = stem.out_channels, stem.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
+
+
+class _FusedResidualBlock(nn.Module):
+    """A ResNet block as fused convolutions: each conv but the last with its ReLU, the last with the
+    shortcut added and the ReLU (BasicBlock: conv1, conv2; BottleneckBlock: conv1, conv2, conv3)."""
+
+    def __init__(self, block: nn.Module, convs: Tuple[FusedConv2d, ...], shortcut: Optional[FusedConv2d]):
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+        self.shortcut = shortcut
+        self.in_channels, self.out_channels, self.stride = block.in_channels, block.out_channels, block.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for conv in self.convs[:-1]:
+            out = conv(out)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        return self.convs[-1](out, residual=shortcut)
+
+
+def _fuse_block(block: nn.Module) -> Optional[nn.Module]:
+    """The fused form of one of our ResNet blocks (exact types only: a user's subclass may change
+    forward), or None when any of its convolutions cannot be fused."""
+    if type(block) is BasicStem:
+        conv1 = _fuse_conv(block.conv1, "relu")
+        return None if conv1 is None else _FusedStem(block, conv1)
+    if type(block) not in (BasicBlock, BottleneckBlock):
+        return None
+    names = ("conv1", "conv2") if type(block) is BasicBlock else ("conv1", "conv2", "conv3")
+    convs = tuple(_fuse_conv(getattr(block, name), "relu") for name in names)
+    shortcut = None if block.shortcut is None else _fuse_conv(block.shortcut)
+    if any(conv is None for conv in convs) or (block.shortcut is not None and shortcut is None):
+        return None
+    return _FusedResidualBlock(block, convs, shortcut)
+
+
+def _replace_modules(module: nn.Module, replaced: Dict[int, nn.Module]) -> None:
+    """Depth first: fuse ResNet blocks, then any remaining convolution (FPN, RPN and mask heads);
+    ``replaced`` collects id(old module) -> its fused module."""
+    for name, child in list(module.named_children()):
+        fused = _fuse_block(child)
+        if fused is None and isinstance(child, nn.Conv2d):
+            fused = _fuse_conv(child)
+        if fused is not None:
+            setattr(module, name, fused)
+            replaced[id(child)] = fused
+        else:
+            _replace_modules(child, replaced)
+
+
+def _update_module_lists(graph: nn.Module, replaced: Dict[int, nn.Module]) -> None:
+    """Modules also kept in plain lists (FPN's lateral_convs, ResNet's stages: plain so that the
+    state-dict names stay detectron2's) must point at the fused modules too."""
+    for module in graph.modules():
+        for attribute, value in list(vars(module).items()):
+            if isinstance(value, (list, tuple)) and any(id(item) in replaced for item in value):
+                setattr(module, attribute, type(value)(replaced.get(id(item), item) for item in value))
+
+
+def _store_weights(graph: nn.Module, dtype: Optional[torch.dtype], memory_format: torch.memory_format) -> None:
+    """Give every convolution / linear weight of the graph its inference dtype and layout, once (new
+    tensors: the source model's stay as they are)."""
+    for module in graph.modules():
+        if isinstance(module, FusedConv2d):
+            module.weight = module.weight.to(dtype=dtype or module.weight.dtype, memory_format=memory_format)
+            if module.bias is not None and dtype is not None:
+                module.bias = module.bias.to(dtype)
+        elif isinstance(module, (nn.Linear, nn.ConvTranspose2d, nn.Conv2d)) and dtype is not None:
+            layout = memory_format if module.weight.dim() == 4 else torch.contiguous_format
+            module.weight = nn.Parameter(module.weight.detach().to(dtype=dtype, memory_format=layout), False)
+            if module.bias is not None:
+                module.bias = nn.Parameter(module.bias.detach().to(dtype), False)
+        elif isinstance(module, (nn.ConvTranspose2d, nn.Conv2d)) and memory_format != torch.contiguous_format:
+            module.weight = nn.Parameter(module.weight.detach().contiguous(memory_format=memory_format), False)
+
+
+def build_inference_graph(model: nn.Module, *, fuse: bool = True, dtype: Optional[torch.dtype] = None,
+                          memory_format: torch.memory_format = torch.contiguous_format) -> nn.Module:
+    """The inference graph of ``model`` (see the module docstring), in eval mode.
+
+    Args:
+        fuse: fold norms into convolutions and run them through `ops.conv2d` with their epilogues.
+        dtype: store convolution / linear weights in this half dtype (None: as they are); the input
+            image is converted to it once. Run the graph under the device's autocast in that dtype.
+        memory_format: the layout of 4-D weights and of the input batch (torch.channels_last or
+            torch.contiguous_format).
+    """
+    shared: Dict[int, torch.Tensor] = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    graph = copy.deepcopy(model, memo=shared)
+    graph.eval()
+    if fuse:
+        replaced: Dict[int, nn.Module] = {}
+        _replace_modules(graph, replaced)
+        _update_module_lists(graph, replaced)
+    _store_weights(graph, dtype, memory_format)
+    if hasattr(graph, "set_input_layout"):
+        graph.set_input_layout(dtype=dtype, memory_format=memory_format)
+    return graph
