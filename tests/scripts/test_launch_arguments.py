@@ -2,6 +2,7 @@
 a user error is one line naming the culprit, exit code 2, and an earlier test/output/<id> stays as it was.
 `--dry_run` shows what the defaults give (every script variant) without running or writing anything."""
 import shlex
+import shutil
 
 import pytest
 import torch
@@ -34,8 +35,6 @@ def _pairs(command_line: str) -> dict:
 @pytest.fixture(scope="module")
 def bad_layouts(tmp_path_factory, coco_root):
     """Folders that are not usable COCO 2017 layouts, each broken in one way."""
-    import shutil
-
     root = tmp_path_factory.mktemp("bad")
     layouts = {}
     for name in ("no_train_json", "html_json", "empty_train", "json_is_folder"):
