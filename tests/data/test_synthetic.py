@@ -50,7 +50,7 @@ def test_annotations_follow_the_reference_scheme(shapes_root):
 
 def test_cli_writes_the_set(tmp_path):
     output = tmp_path / "cli"
-    cli_main(["--output", str(output), "--num-train", "2", "--num-val", "1", "--seed", "4"])
+    assert cli_main(["--output", str(output), "--num-train", "2", "--num-val", "1", "--seed", "4"]) == 0
     assert len(os.listdir(output / "train")) == 2 and len(os.listdir(output / "val")) == 1
 
 

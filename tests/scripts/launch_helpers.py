@@ -1,5 +1,6 @@
 """Helpers for the launch-script tests (imported as launch_helpers): a scratch "checkout" that runs the
-repo's test/*.sh unchanged but keeps test/output/ out of the repo, and tiny-model config pairs."""
+repo's test/*.sh unchanged but keeps test/output/ out of the repo, tiny-model config pairs, and
+snapshots of test/output/ to show that nothing in it was lost."""
 import os
 import shutil
 import socket
@@ -72,3 +73,30 @@ def read_summary(checkout: Path, case_name: str, device_id: int = 0) -> dict:
 
 def train_log(checkout: Path, device_id: int = 0) -> str:
     return (checkout / "test" / "output" / str(device_id) / f"train_{device_id}.log").read_text(errors="replace")
+
+
+def output_root(checkout: Path) -> Path:
+    return checkout / "test" / "output"
+
+
+def tree_bytes(root: Path) -> dict:
+    """{relative path: bytes} of every file under `root` ({} when it does not exist)."""
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def plant_earlier_output(checkout: Path, device_id: int = 0) -> dict:
+    """A previous run's test/output/<id> (log, summary, a checkpoint); returns tree_bytes(test/output)."""
+    folder = output_root(checkout) / str(device_id)
+    (folder / "train_dir").mkdir(parents=True)
+    (folder / f"train_{device_id}.log").write_text("the earlier run's log\n")
+    (folder / "Faster_Mask_RCNN_ID0101_for_PyTorch_bs8_1p_perf.log").write_text("ActualFPS = 12.5\n")
+    (folder / "train_dir" / "model_final.pth").write_bytes(bytes(range(256)) * 4)
+    return tree_bytes(output_root(checkout))
+
+
+def one_error_line(stderr: str, script: str) -> str:
+    """The single line a user error prints (`<script>: error: ...`), checked to be alone and no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert lines[0].startswith(f"{script}: error: "), lines[0]
+    return lines[0]

@@ -9,11 +9,14 @@ root ``$MASKRCNN_MULTI_DATASETS/shapes`` (default ``./datasets/shapes``). "shape
 the first time either is loaded (400 train / 40 val images, seed 0).
 
 CLI: ``python -m maskrcnn_multi.data.synthetic --output DIR --num-train N --num-val M --seed S``
-(``--layout coco2017`` writes the COCO 2017 layout for ``--data_path``: ``generate_coco2017_layout``)
+(``--layout coco2017`` writes the COCO 2017 layout for ``--data_path``: ``generate_coco2017_layout``). It
+refuses a non-empty ``--output`` unless ``--overwrite``, which replaces only a synthetic set
+(``write_synthetic_set``).
 """
 from .coco2017 import generate_coco2017_layout
 from .register import default_root, ensure_synthetic, register_synthetic
-from .shapes import CATEGORIES, generate_shapes_dataset
+from .shapes import CATEGORIES, check_generation_arguments, generate_shapes_dataset
+from .writer import OutputFolderError, write_synthetic_set
 
-__all__ = ["CATEGORIES", "default_root", "ensure_synthetic", "generate_coco2017_layout", "generate_shapes_dataset",
-           "register_synthetic"]
+__all__ = ["CATEGORIES", "OutputFolderError", "check_generation_arguments", "default_root", "ensure_synthetic",
+           "generate_coco2017_layout", "generate_shapes_dataset", "register_synthetic", "write_synthetic_set"]

@@ -7,11 +7,18 @@ folder, so only the folder and file names change).
 import os
 import shutil
 import tempfile
-from typing import Tuple
+from typing import List, Tuple
 
 from .shapes import SPLITS, generate_shapes_dataset
 
-__all__ = ["generate_coco2017_layout"]
+__all__ = ["coco2017_names", "generate_coco2017_layout"]
+
+
+def coco2017_names() -> List[Tuple[str, str]]:
+    """(path in the shapes layout, path in the COCO 2017 layout) of every entry a set consists of."""
+    names = [(os.path.join("annotations", f"instances_{split}.json"),
+              os.path.join("annotations", f"instances_{split}2017.json")) for split in SPLITS]
+    return names + [(split, f"{split}2017") for split in SPLITS]
 
 
 def generate_coco2017_layout(root: str, num_train: int = 400, num_val: int = 40, seed: int = 0,
@@ -20,8 +27,7 @@ def generate_coco2017_layout(root: str, num_train: int = 400, num_val: int = 40,
 
     Raises FileExistsError when ``root`` already holds one of the files or folders it would write.
     """
-    targets = [os.path.join(root, "annotations", f"instances_{split}2017.json") for split in SPLITS]
-    targets += [os.path.join(root, f"{split}2017") for split in SPLITS]
+    targets = [os.path.join(root, coco_name) for _, coco_name in coco2017_names()]
     existing = [path for path in targets if os.path.exists(path)]
     if existing:
         raise FileExistsError(f"{existing[0]} already exists; choose an empty --output")
@@ -30,10 +36,8 @@ def generate_coco2017_layout(root: str, num_train: int = 400, num_val: int = 40,
     try:
         generate_shapes_dataset(staging, num_train=num_train, num_val=num_val, seed=seed,
                                 image_size=image_size, max_shapes=max_shapes)
-        for split in SPLITS:
-            os.replace(os.path.join(staging, split), os.path.join(root, f"{split}2017"))
-            os.replace(os.path.join(staging, "annotations", f"instances_{split}.json"),
-                       os.path.join(root, "annotations", f"instances_{split}2017.json"))
+        for shapes_name, coco_name in coco2017_names():
+            os.replace(os.path.join(staging, shapes_name), os.path.join(root, coco_name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root

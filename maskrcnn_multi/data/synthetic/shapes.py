@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["CATEGORIES", "SPLITS", "generate_shapes_dataset"]
+__all__ = ["CATEGORIES", "SPLITS", "check_generation_arguments", "generate_shapes_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,21 @@ def _generate_split(root: str, split: str, num_images: int, rng: np.random.Gener
     return {"images": images, "annotations": annotations, "categories": CATEGORIES}
 
 
+def check_generation_arguments(num_train: int, num_val: int, seed: int, image_size: Sequence[int],
+                               max_shapes: int = 4) -> None:
+    """ValueError naming the argument unless the set can be generated from these."""
+    if num_train < 0 or num_val < 0:
+        raise ValueError(f"image counts must be >= 0, got num_train={num_train}, num_val={num_val}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if len(image_size) != 2 or not (0 < image_size[0] <= image_size[1]):
+        raise ValueError(f"image_size must be (min, max) with 0 < min <= max, got {tuple(image_size)}")
+    if min(image_size) < 32:
+        raise ValueError(f"image_size {tuple(image_size)} is too small for shapes (min side 32)")
+    if max_shapes < 1:
+        raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
+
+
 def generate_shapes_dataset(root: str, num_train: int = 400, num_val: int = 40, seed: int = 0,
                             image_size: Tuple[int, int] = (256, 320), max_shapes: int = 4) -> str:
     """Write the synthetic set into ``root`` (created if needed) and return ``root``.
@@ -144,19 +159,14 @@ def generate_shapes_dataset(root: str, num_train: int = 400, num_val: int = 40, 
     Each image's height and width are drawn uniformly in ``image_size = (min, max)``; each split has its
     own random stream from ``seed``, so the val split does not depend on ``num_train``.
     """
-    if num_train < 0 or num_val < 0:
-        raise ValueError(f"image counts must be >= 0, got num_train={num_train}, num_val={num_val}")
-    if not (0 < image_size[0] <= image_size[1]):
-        raise ValueError(f"image_size must be (min, max) with 0 < min <= max, got {tuple(image_size)}")
-    if min(image_size) < 32:
-        raise ValueError(f"image_size {tuple(image_size)} is too small for shapes (min side 32)")
+    check_generation_arguments(num_train, num_val, seed, image_size, max_shapes)
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), split_index]))
         coco = _generate_split(root, split, count, rng, tuple(image_size), max_shapes)
         with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w", encoding="utf-8") as stream:
             json.dump(coco, stream)
-        logger.info("Wrote %d %s images with %d shapes to %s", count, split, len(coco["annotations"]), root)
+        logger.debug("Wrote %d %s images with %d shapes to %s", count, split, len(coco["annotations"]), root)
     return root
 
 
