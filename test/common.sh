@@ -162,8 +162,8 @@ mm_pick_device() {
 mm_fixed_pairs() {
   case "$precision_mode" in
     amp) precision=(AMP 1 OPT_LEVEL O2 LOSS_SCALE_VALUE 64) ;;
-    hf32) export ALLOW_HF32=True; precision=(AMP 0 OPT_LEVEL O0) ;;
-    fp32) export ALLOW_FP32=True; precision=(AMP 0 OPT_LEVEL O0) ;;
+    hf32) export ALLOW_HF32=True; precision=(AMP 0 OPT_LEVEL O0 FLOAT32_PRECISION high) ;;
+    fp32) export ALLOW_FP32=True; precision=(AMP 0 OPT_LEVEL O0 FLOAT32_PRECISION highest) ;;
   esac
   model_device="$device"
   if [ "$world_size" -eq 1 ] && [ "$device" != cpu ]; then model_device="$device:$device_id"; fi

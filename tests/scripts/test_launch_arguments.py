@@ -136,3 +136,13 @@ def test_dry_run_scales_an_accuracy_run_to_the_batch_and_keeps_a_performance_run
     assert (full_pairs["SOLVER.MAX_ITER"], full_pairs["SOLVER.STEPS"]) == ("20500", "(15944,18981)")
     assert "200 iterations (default)" in perf.stdout and perf_pairs["SOLVER.MAX_ITER"] == "5"  # the user's pair wins
     assert float(perf_pairs["SOLVER.BASE_LR"]) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("flag, precision", [("--hf32", "high"), ("--fp32", "highest")])
+def test_hf32_and_fp32_set_the_float32_precision_key(checkout, coco_root, flag, precision):
+    """The config, not only the environment, carries the ModelZoo's float32 mode to the backend."""
+    done = run_script(checkout, "train_performance_1p.sh", f"--data_path={coco_root}", "--device=cpu", "--dry_run",
+                      flag, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pairs = _pairs(done.stdout.splitlines()[-1])
+    assert (pairs["AMP"], pairs["FLOAT32_PRECISION"]) == ("0", precision)
