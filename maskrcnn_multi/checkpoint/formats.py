@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .names import convert_basic_c2_names, convert_torchvision_resnet_names, is_torchvision_resnet
-from .paths import CheckpointError
+from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ import tempfile
 import urllib.parse
 import urllib.request
 
+from .errors import CheckpointError, CheckpointNotFoundError
+
 logger = logging.getLogger(__name__)
 
 DETECTRON2_PREFIX = "detectron2://"
@@ -18,12 +20,6 @@ DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
 _CHUNK_BYTES = 1 << 20
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be found, read or matched to the model (one-line message naming it)."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist."""
 
 
 def cache_dir() -> str:
