@@ -4,6 +4,7 @@ from .formats import read_checkpoint
 from .errors import CheckpointError, CheckpointNotFoundError, UnsafeCheckpointError
 from .names import convert_basic_c2_names, convert_torchvision_resnet_names, match_by_suffix
 from .paths import cache_dir, cached_path_for_url, get_local_path, to_url
+from .safe_load import UNSAFE_LOAD_ENV
 
 __all__ = [
     "DetectionCheckpointer",
@@ -15,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "UnsafeCheckpointError",
+    "UNSAFE_LOAD_ENV",
     "cache_dir",
     "cached_path_for_url",
     "get_local_path",
