@@ -1,17 +1,19 @@
 """``DetectionCheckpointer``: load weights of any supported origin into a model; save and resume."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from .atomic import remove_orphaned_temp_files, write_atomically
+from .errors import CheckpointError
 from .formats import read_checkpoint
 from .names import incompatible_keys_table, match_by_suffix
-from .paths import CheckpointError, get_local_path
+from .paths import get_local_path
 
 logger = logging.getLogger(__name__)
 
@@ -27,23 +29,21 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _atomic_torch_save(obj: Any, path: str) -> None:
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(obj, f)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+def _check_loads_weights_only(path: str) -> None:
+    """Raise ``TypeError`` when the checkpoint just written to ``path`` would need the full unpickler:
+    everything we save must load with ``torch.load(weights_only=True)``."""
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    if unsafe:
+        raise TypeError(
+            f"the checkpoint holds {', '.join(sorted(unsafe))}, which torch.load(weights_only=True) refuses: "
+            f"a state_dict() must hold only tensors, numbers, strings and containers of them"
+        )
 
 
-def _atomic_write_text(text: str, path: str) -> None:
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    with os.fdopen(handle, "w") as f:
-        f.write(text)
-    os.replace(temp_path, path)
+def _os_reason(error: OSError) -> str:
+    name = errno.errorcode.get(error.errno or 0)
+    text = error.strerror or str(error)
+    return f"{text} ({name})" if name else text
 
 
 class DetectionCheckpointer:
@@ -54,6 +54,10 @@ class DetectionCheckpointer:
 
     ``model_state`` (default ``model.state_dict``) gives what ``save`` writes as "model": O2 training
     passes its optimizer's fp32 master weights there.
+
+    Saving is atomic (temporary file, fsync, ``os.replace``): a kill or a full disk leaves the previous
+    checkpoint and ``last_checkpoint`` as they were; ``resume_or_load`` removes the temporary files a
+    killed run left. Loading never runs code from the file (see ``safe_load``).
     """
 
     def __init__(self, model: nn.Module, save_dir: str = "", save_to_disk: bool = True, *,
@@ -74,16 +78,34 @@ class DetectionCheckpointer:
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(extra)
-        os.makedirs(self.save_dir, exist_ok=True)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         logger.info("Saving checkpoint to %s", save_file)
-        _atomic_torch_save(data, save_file)
+        try:
+            os.makedirs(self.save_dir, exist_ok=True)
+            write_atomically(save_file, lambda f: torch.save(data, f), verify=_check_loads_weights_only)
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot save checkpoint {save_file}: {_os_reason(error)}; {self._unchanged_note()}"
+            ) from error
         self.tag_last_checkpoint(basename)
         return save_file
 
     def tag_last_checkpoint(self, basename: str) -> None:
-        _atomic_write_text(basename, os.path.join(self.save_dir, LAST_CHECKPOINT_FILE))
+        """Make ``last_checkpoint`` name ``basename`` (atomically: the old record or the new one)."""
+        record = os.path.join(self.save_dir, LAST_CHECKPOINT_FILE)
+        try:
+            write_atomically(record, lambda f: f.write(basename.encode("utf-8")))
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot write {record} (to name {basename}): {_os_reason(error)}; {self._unchanged_note()}"
+            ) from error
+
+    def _unchanged_note(self) -> str:
+        previous = self.get_checkpoint_file()
+        if previous:
+            return f"{LAST_CHECKPOINT_FILE} still names {os.path.basename(previous)}, which is unchanged"
+        return "no earlier checkpoint was touched"
 
     def has_checkpoint(self) -> bool:
         """Whether ``save_dir`` holds a ``last_checkpoint`` record."""
@@ -107,7 +129,12 @@ class DetectionCheckpointer:
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """With ``resume`` and a ``last_checkpoint`` in ``save_dir``: load it with every checkpointable
-        (continue training). Otherwise load only the model weights from ``path``."""
+        (continue training). Otherwise load only the model weights from ``path``.
+
+        Either way, a run starts here: the temporary files a killed save left in ``save_dir`` are
+        removed first (files another live process is writing are left alone)."""
+        if self.save_dir:
+            remove_orphaned_temp_files(self.save_dir)
         if resume and self.has_checkpoint():
             return self.load(self.get_checkpoint_file())
         return self.load(path, checkpointables=[])

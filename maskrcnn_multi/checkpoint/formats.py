@@ -8,39 +8,30 @@
 - Caffe2 / Detectron ``.pkl`` (``{"blobs": ...}`` or a flat dict): Caffe2 names, renamed here.
 - torchvision ResNet ``.pth`` (``conv1.weight``, ``layer1.0...``): renamed here.
 - detectron2 ``.pth`` and ours: ``{"model": state_dict, ...}`` (a bare state dict is accepted too).
+
+Files are read by ``safe_load``: weights and arrays only; a file holding code is refused unless
+``MASKRCNN_ALLOW_UNSAFE_LOAD=1``.
 """
 from __future__ import annotations
 
 import logging
-import pickle
 from typing import Any, Dict
 
 import numpy as np
 import torch
 
+from .errors import CheckpointError
 from .names import convert_basic_c2_names, convert_torchvision_resnet_names, is_torchvision_resnet
-from .paths import CheckpointError
+from .safe_load import load_pickle, load_torch
 
 logger = logging.getLogger(__name__)
+
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
-
-
-def _keep_on_host(storage, location):
-    # map_location callable: keep every storage where deserialization put it (host memory)
-    return storage
-
-
-def _torch_load(path: str) -> Any:
-    try:
-        return torch.load(path, map_location=_keep_on_host, weights_only=True)
-    except pickle.UnpicklingError as error:
-        # Files holding non-tensor Python objects (older detectron2 .pth) need the full unpickler.
-        logger.warning("%s is not a weights-only file (%s); loading it with pickle", path, _one_line(error))
-        return torch.load(path, map_location=_keep_on_host, weights_only=False)
 
 
 def _to_tensors(state: Dict[str, Any], path: str) -> Dict[str, torch.Tensor]:
@@ -65,8 +56,7 @@ def _strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torc
 
 
 def _read_pickle_file(path: str) -> Dict[str, Any]:
-    with open(path, "rb") as f:
-        data = pickle.load(f, encoding="latin1")
+    data = load_pickle(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a dict")
     if "model" in data and "__author__" in data:
@@ -90,7 +80,7 @@ def _read_pickle_file(path: str) -> Dict[str, Any]:
 
 
 def _read_torch_file(path: str) -> Dict[str, Any]:
-    data = _torch_load(path)
+    data = load_torch(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a dict")
     checkpoint = dict(data) if "model" in data else {"model": data}
@@ -108,10 +98,16 @@ def _read_torch_file(path: str) -> Dict[str, Any]:
     return checkpoint
 
 
+def _is_zip_file(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == _ZIP_MAGIC
+
+
 def read_checkpoint(path: str) -> Dict[str, Any]:
-    """Read the local file ``path`` (see the module doc); any failure is a one-line ``CheckpointError``."""
+    """Read the local file ``path`` (see the module doc) without running code from it (see
+    ``safe_load``); any failure is a one-line ``CheckpointError``."""
     try:
-        if path.endswith(".pkl"):
+        if path.endswith(".pkl") and not _is_zip_file(path):  # a torch.save file named .pkl is read as one
             return _read_pickle_file(path)
         return _read_torch_file(path)
     except CheckpointError:

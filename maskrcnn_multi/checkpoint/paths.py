@@ -1,29 +1,27 @@
 """Where a checkpoint lives: ``detectron2://``, ``https://``, ``http://``, ``file://`` or a plain path.
 
 Remote files are downloaded once into the cache directory (``$MASKRCNN_MULTI_CACHE`` or
-``~/.cache/maskrcnn_multi``) under ``<host>/<path>``, atomically (temp file + ``os.replace``).
+``~/.cache/maskrcnn_multi``) under ``<host>/<path>``, by ``download.download`` (timeouts, retries,
+hash check, never a partial file).
 """
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import urllib.parse
-import urllib.request
+
+from .download import download
+from .errors import CheckpointError, CheckpointNotFoundError
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "CheckpointError", "CheckpointNotFoundError", "cache_dir", "to_url", "is_remote", "cached_path_for_url",
+    "download", "get_local_path",
+]
+
 DETECTRON2_PREFIX = "detectron2://"
 DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
-_CHUNK_BYTES = 1 << 20
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be found, read or matched to the model (one-line message naming it)."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist."""
 
 
 def cache_dir() -> str:
@@ -50,31 +48,6 @@ def cached_path_for_url(url: str, root: str | None = None) -> str:
         raise CheckpointError(f"checkpoint URL '{url}' does not name a file")
     parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
     return os.path.join(root or cache_dir(), parsed.netloc, *parts)
-
-
-def download(url: str, destination: str) -> str:
-    """Download ``url`` to ``destination`` with a progress bar; the file appears only when complete."""
-    from tqdm import tqdm
-
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    logger.info("Downloading %s to %s", url, destination)
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(destination), prefix=".download-")
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(destination)) as bar:
-                while True:
-                    chunk = response.read(_CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(temp_path, destination)
-    except Exception as error:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise CheckpointError(f"cannot download checkpoint {url}: {type(error).__name__}: {error}") from error
-    return destination
 
 
 def get_local_path(path: str) -> str:

@@ -1,5 +1,7 @@
 """DetectionCheckpointer: every supported origin loads into our names; save / resume; clear errors."""
+import errno
 import logging
+import os
 import pickle
 import re
 
@@ -196,3 +198,86 @@ def test_corrupted_file_raises_one_line_error(tmp_path, name, payload):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="nope.pkl"):
         DetectionCheckpointer(nn.Linear(2, 2)).load(str(tmp_path / "nope.pkl"))
+
+
+def _two_layer_checkpointer(save_dir):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return DetectionCheckpointer(model, str(save_dir), optimizer=optimizer)
+
+
+@pytest.mark.parametrize("fails_at", ["write", "fsync"])
+def test_disk_full_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, fails_at):
+    from test_atomic import fill_disk_after
+
+    checkpointer = _two_layer_checkpointer(tmp_path)
+    previous = checkpointer.save("model_0000004", iteration=4)
+    previous_bytes = open(previous, "rb").read()
+    if fails_at == "write":
+        fill_disk_after(monkeypatch, 1024)
+    else:  # delayed allocation / NFS: the writes succeed, the flush to disk does not
+        def full_at_fsync(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(os, "fsync", full_at_fsync)
+    with pytest.raises(CheckpointError) as info:
+        checkpointer.save("model_0000009", iteration=9)
+    monkeypatch.undo()
+    new_file = tmp_path / "model_0000009.pth"
+    assert str(info.value) == (
+        f"cannot save checkpoint {new_file}: No space left on device (ENOSPC); "
+        f"last_checkpoint still names model_0000004.pth, which is unchanged"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000004.pth"]
+    assert open(previous, "rb").read() == previous_bytes
+    assert _two_layer_checkpointer(tmp_path).resume_or_load("", resume=True)["iteration"] == 4
+
+
+def test_disk_full_writing_last_checkpoint_keeps_the_old_record(tmp_path, monkeypatch):
+    from maskrcnn_multi.checkpoint import checkpointer as checkpointer_module
+
+    checkpointer = _two_layer_checkpointer(tmp_path)
+    checkpointer.save("model_0000004", iteration=4)
+    real_write = checkpointer_module.write_atomically
+
+    def full_for_the_record(path, write, verify=None):
+        if path.endswith("last_checkpoint"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return real_write(path, write, verify)
+
+    monkeypatch.setattr(checkpointer_module, "write_atomically", full_for_the_record)
+    expected = (r"cannot write .*last_checkpoint \(to name model_0000009.pth\): No space left on device \(ENOSPC\); "
+                r"last_checkpoint still names model_0000004.pth")
+    with pytest.raises(CheckpointError, match=expected):
+        checkpointer.save("model_0000009", iteration=9)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000004.pth"
+
+
+def test_resume_or_load_removes_temp_files_left_by_a_kill(tmp_path):
+    from maskrcnn_multi.checkpoint.atomic import locked_temp_file
+
+    checkpointer = _two_layer_checkpointer(tmp_path)
+    checkpointer.save("model_0000004", iteration=4)
+    (tmp_path / ".tmp-killedsave").write_bytes(b"PK\x03\x04 half a checkpoint")  # its writer's lock died with it
+    with locked_temp_file(str(tmp_path), ".tmp-") as (_, live):  # another process saving right now
+        assert _two_layer_checkpointer(tmp_path).resume_or_load("", resume=True)["iteration"] == 4
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["last_checkpoint", "model_0000004.pth", os.path.basename(live)])
+    _two_layer_checkpointer(tmp_path).resume_or_load("", resume=False)  # a fresh start cleans up too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000004.pth"]
+
+
+class _Schedule:
+    """A stand-in for a scheduler object that a state_dict() must not hold."""
+
+
+class _LeakyScheduler:
+    def state_dict(self):
+        return {"last_epoch": 3, "schedule": _Schedule()}
+
+
+def test_save_refuses_state_that_would_not_load_weights_only(tmp_path):
+    model = nn.Linear(2, 2)
+    checkpointer = DetectionCheckpointer(model, str(tmp_path), scheduler=_LeakyScheduler())
+    with pytest.raises(TypeError, match=r"holds test_checkpointer\._Schedule, which torch\.load\(weights_only=True\)"):
+        checkpointer.save("model_0000003")
+    assert list(tmp_path.iterdir()) == []

@@ -1,9 +1,7 @@
 """Checkpoint locations: URL schemes, cache hits, missing files. Nothing is downloaded."""
-import urllib.request
-
 import pytest
 
-from maskrcnn_multi.checkpoint import CheckpointNotFoundError, cached_path_for_url, get_local_path, to_url
+from maskrcnn_multi.checkpoint import CheckpointNotFoundError, cached_path_for_url, get_local_path, paths, to_url
 
 
 def test_detectron2_scheme_maps_to_model_zoo_url():
@@ -24,7 +22,7 @@ def test_cache_path_and_cache_hit_without_download(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tests never download")
 
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(paths, "download", no_network)
     assert get_local_path("detectron2://ImageNetPretrained/MSRA/R-50.pkl") == str(expected)
     assert get_local_path(url) == str(expected)
 
