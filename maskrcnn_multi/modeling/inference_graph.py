@@ -8,7 +8,10 @@ tensor it does not change, in which:
   of a ResNet block and the ReLU into the convolution (oneDNN's post-ops on the CPU);
 - optionally, convolution and linear weights are stored once in a half dtype (the autocast dtype of
   fast inference) and in a memory format (channels_last), and the batched input image is converted
-  once at the input: no per-call weight casts, no layout changes between layers.
+  once at the input: no per-call weight casts, no layout changes between layers. The few layers a
+  module lists in ``float32_layers`` (the heads' final layers, whose outputs are the scores, box
+  deltas and mask logits) stay float32 and run outside autocast: they cost nothing and keep the
+  detections' precision.
 The source model's parameters, buffers and state dict are untouched: training and checkpoints see
 the model, not the graph. Rebuild the graph when the model's weights change (`engine.inference`
 does, by tracking their versions).
@@ -174,10 +177,48 @@ def _update_module_lists(graph: nn.Module, replaced: Dict[int, nn.Module]) -> No
                 setattr(module, attribute, type(value)(replaced.get(id(item), item) for item in value))
 
 
+class _Float32Layer(nn.Module):
+    """Runs ``layer`` in float32 with autocast off (its input widened): the final layers of the heads."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.layer(x.float())
+
+
+def _keep_float32_layers(graph: nn.Module) -> set:
+    """Wrap each module's ``float32_layers`` in _Float32Layer; returns the ids of the wrapped layers'
+    modules, which keep float32 weights."""
+    kept = set()
+    for module in list(graph.modules()):
+        for name in getattr(type(module), "float32_layers", ()):
+            layer = getattr(module, name, None)
+            if isinstance(layer, nn.Module) and not isinstance(layer, _Float32Layer):
+                setattr(module, name, _Float32Layer(layer))
+                kept.update(id(inner) for inner in layer.modules())
+    return kept
+
+
+def _widen(module: nn.Module) -> None:
+    """Give ``module``'s own half-precision weight and bias float32 copies."""
+    for name in ("weight", "bias"):
+        tensor = getattr(module, name, None)
+        if isinstance(tensor, torch.Tensor) and tensor.dtype in (torch.float16, torch.bfloat16):
+            widened = tensor.detach().float()
+            setattr(module, name, widened if isinstance(module, FusedConv2d) else nn.Parameter(widened, False))
+
+
 def _store_weights(graph: nn.Module, dtype: Optional[torch.dtype], memory_format: torch.memory_format) -> None:
     """Give every convolution / linear weight of the graph its inference dtype and layout, once (new
     tensors: the source model's stay as they are)."""
+    float32_modules = _keep_float32_layers(graph) if dtype is not None and dtype != torch.float32 else set()
     for module in graph.modules():
+        if id(module) in float32_modules:
+            _widen(module)  # an O2 model's half weights
+            continue
         if isinstance(module, FusedConv2d):
             module.weight = module.weight.to(dtype=dtype or module.weight.dtype, memory_format=memory_format)
             if module.bias is not None and dtype is not None:

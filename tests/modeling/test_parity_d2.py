@@ -124,10 +124,17 @@ def _compare(ours, theirs, name):
     return problems
 
 
-def test_model_matches_detectron2(op_path, d2_dir):
+@pytest.mark.parametrize("runner", ["model", "inference-graph"])
+def test_model_matches_detectron2(op_path, d2_dir, runner):
+    """The model as built, and the fused inference graph every entry point runs (exact mode:
+    FrozenBN folded, oneDNN convolutions with fused epilogues, channels_last)."""
     cfg = _cfg(d2_dir)
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    if runner == "inference-graph":
+        from maskrcnn_multi.modeling.inference_graph import build_inference_graph
+
+        model = build_inference_graph(model, memory_format=torch.channels_last)
     inputs = torch.load(d2_dir / "inputs.pt", weights_only=True)
     expected = json.loads((d2_dir / "outputs_model.json").read_text())
     problems, compared = [], 0
@@ -139,7 +146,7 @@ def test_model_matches_detectron2(op_path, d2_dir):
         problems += _compare(_ours_as_lists(instances), _theirs_as_lists(expected[name]), name)
         compared += int((np.asarray(expected[name]["scores"]) >= SCORE_FLOOR).sum())
     assert compared > 0
-    assert not problems, f"{op_path} path: {len(problems)} mismatches:\n" + "\n".join(problems[:20])
+    assert not problems, f"{op_path} path, {runner}: {len(problems)} mismatches:\n" + "\n".join(problems[:20])
 
 
 def test_predictor_matches_detectron2(op_path, d2_dir):

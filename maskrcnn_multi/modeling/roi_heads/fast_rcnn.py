@@ -93,6 +93,10 @@ class FastRCNNOutputLayers(nn.Module):
         loss_weight: a float for every loss, or a dict {"loss_cls": w, "loss_box_reg": w}.
     """
 
+    # the layers whose outputs are the detections' scores and boxes: half-precision inference keeps
+    # them in float32 (modeling.inference_graph), they are tiny
+    float32_layers = ("cls_score", "bbox_pred")
+
     @configurable
     def __init__(
         self,
