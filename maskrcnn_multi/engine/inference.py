@@ -26,7 +26,7 @@ from ..modeling.inference_graph import build_inference_graph
 
 __all__ = [
     "InferenceModel", "InferenceSettings", "for_inference", "inference_settings", "memory_format",
-    "training_memory_format",
+    "set_training_memory_format", "training_memory_format",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,17 @@ def inference_settings(cfg, backend) -> InferenceSettings:
 def training_memory_format(cfg, backend, dtype: torch.dtype) -> torch.memory_format:
     """MODEL.MEMORY_FORMAT for training in `dtype` (the AMP dtype, or float32)."""
     return memory_format(cfg.MODEL.MEMORY_FORMAT, backend, dtype)
+
+
+def set_training_memory_format(model: nn.Module, cfg, backend, dtype: torch.dtype) -> torch.memory_format:
+    """Put ``model``'s 4-D weights in the training layout for ``dtype`` and have it convert its input
+    batch to that layout once (the layout then flows through the network); returns the layout."""
+    layout = training_memory_format(cfg, backend, dtype)
+    if layout != torch.contiguous_format:
+        model.to(memory_format=layout)
+        if hasattr(model, "set_input_layout"):
+            model.set_input_layout(memory_format=layout)
+    return layout
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -26,7 +26,7 @@ from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
-from .inference import for_inference, training_memory_format
+from .inference import for_inference, set_training_memory_format
 from .launch import all_gather_object, get_rank, get_world_size, is_main_process
 from .runtime import apply_device_settings, capture_rng_states, resolve_input_shape, restore_rng_states
 from .train_loop import SimpleTrainer
@@ -121,12 +121,7 @@ class DefaultTrainer(SimpleTrainer):
         """MODEL.MEMORY_FORMAT for the dtype the convolutions train in: weights in that layout, and the
         input batch converted to it once (the layout then flows through the network)."""
         dtype = self.backend.amp_dtype(self.amp.dtype) if self.amp.enabled else torch.float32
-        layout = training_memory_format(self.cfg, self.backend, dtype)
-        if layout != torch.contiguous_format:
-            model.to(memory_format=layout)
-            if hasattr(model, "set_input_layout"):
-                model.set_input_layout(memory_format=layout)
-        self.memory_format = layout
+        self.memory_format = set_training_memory_format(model, self.cfg, self.backend, dtype)
 
     def _autocast(self):
         return self.backend.autocast(self.amp.opt_level, self.amp.dtype or None)

@@ -1,22 +1,38 @@
-"""Time inference (seconds per image, batch 1) or training (seconds per iteration, 2 images) on random data.
+"""Time the whole model in each precision mode: one table, modes x threads, inference and training.
 
     python -m maskrcnn_multi.tools.benchmark --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml \\
-        --task inference|train [--device DEVICE] [--iters N] [--warmup W] [--opts KEY VALUE ...]
+        [--device cpu] [--task inference|train|both] [--modes exact,fused,fast] [--threads 1,2] \\
+        [--iters N] [--warmup W] [--opts KEY VALUE ...]
 
-Random weights (MODEL.WEIGHTS ""), 800x1216 inputs; warm-up iterations are excluded; prints the median.
+Random weights (MODEL.WEIGHTS ""), one random 800x1216 image for inference (score threshold 0, so
+every image has TEST.DETECTIONS_PER_IMAGE detections and their masks are pasted), two images with
+3-5 boxes and masks each for a training iteration (SGD with lr 0: random weights have no statistics
+behind FrozenBN and would diverge; the work done is the same). Modes:
+- exact: float32, the model's own modules layer by layer, contiguous (how detectron2 runs);
+- fused: float32 in the backend's preferred layout with the fused inference graph (our default);
+- fast:  the backend's half type (bfloat16 on the CPU) with autocast and channels_last; training
+  with AMP O1 in that dtype.
+Each cell runs in its own process (a clean peak-memory figure and its own thread count), reports the
+median over ``--iters`` timed iterations after ``--warmup``, and the table gives seconds, the detection
+count and the peak resident memory (CPU) or peak allocated memory (accelerators).
 """
 import argparse
+import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
 
+from maskrcnn_multi.backends import LossScaler, get_backend
+from maskrcnn_multi.backends.amp import apply_opt_level
 from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.engine.defaults import prepare_device
+from maskrcnn_multi.engine.inference import for_inference, set_training_memory_format
 from maskrcnn_multi.modeling import build_model
 from maskrcnn_multi.structures import Boxes, Instances, PolygonMasks
 from maskrcnn_multi.tools._cli import run_main
@@ -24,29 +40,39 @@ from maskrcnn_multi.tools._cli import run_main
 logger = logging.getLogger("maskrcnn_multi.benchmark")
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
+MODES = {
+    "exact": {"pairs": ["TEST.FUSE_LAYERS", "False", "MODEL.MEMORY_FORMAT", "contiguous"], "amp": False},
+    "fused": {"pairs": ["TEST.FUSE_LAYERS", "True", "MODEL.MEMORY_FORMAT", "auto"], "amp": False},
+    "fast": {"pairs": ["TEST.AMP.ENABLED", "True", "MODEL.MEMORY_FORMAT", "channels_last"], "amp": True},
+}
+TASKS = ("inference", "train")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="maskrcnn_multi benchmark on random data and random weights")
+    parser = argparse.ArgumentParser(prog="benchmark", description="maskrcnn_multi model benchmark, random data")
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--task", choices=("inference", "train"), required=True)
     parser.add_argument("--device", default=None, help="MODEL.DEVICE (default: the config's)")
-    parser.add_argument("--iters", type=int, default=10, help="timed iterations")
+    parser.add_argument("--task", choices=TASKS + ("both",), default="both")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from: {', '.join(MODES)}")
+    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts")
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per cell")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="config overrides")
+    parser.add_argument("--cell", nargs=3, metavar=("MODE", "TASK", "THREADS"), help=argparse.SUPPRESS)
     return parser
 
 
-def _synchronizer(device: str) -> Callable[[], None]:
-    """A callable waiting for the device's queued work, from the backend registry when it exists."""
+def _split(text: str, name: str, allowed=None, convert=str) -> List:
+    items = [item.strip() for item in text.split(",") if item.strip()]
     try:
-        from maskrcnn_multi.backends import get_backend
-        return get_backend(device).synchronize
-    except ImportError:
-        accelerator = getattr(torch, "accelerator", None)
-        if accelerator is not None and accelerator.is_available():
-            return accelerator.synchronize
-        return lambda: None
+        values = [convert(item) for item in items]
+    except ValueError:
+        raise ValueError(f"benchmark: --{name} {text!r} is not a comma-separated list of numbers") from None
+    if not values or (allowed is not None and any(v not in allowed for v in values)):
+        raise ValueError(f"benchmark: --{name} {text!r}: choose from {', '.join(allowed or [])}")
+    if convert is int and any(v < 1 for v in values):
+        raise ValueError(f"benchmark: --{name} {text!r}: thread counts must be >= 1")
+    return values
 
 
 def random_inputs(num_images: int, num_classes: int, with_targets: bool, generator: torch.Generator) -> List[Dict]:
@@ -71,7 +97,7 @@ def random_inputs(num_images: int, num_classes: int, with_targets: bool, generat
     return inputs
 
 
-def time_iterations(step: Callable[[], None], synchronize: Callable[[], None], iters: int, warmup: int) -> List[float]:
+def time_iterations(step: Callable[[], object], synchronize: Callable[[], None], iters: int, warmup: int) -> List[float]:
     seconds = []
     for index in range(warmup + iters):
         synchronize()
@@ -83,52 +109,133 @@ def time_iterations(step: Callable[[], None], synchronize: Callable[[], None], i
     return seconds
 
 
-def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    if args.iters < 1 or args.warmup < 0:
-        raise SystemExit(f"benchmark: --iters must be >= 1 and --warmup >= 0, got {args.iters}, {args.warmup}")
-    logging.basicConfig(level=logging.WARNING)
+def _config(args, mode: str):
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
-    if len(args.opts) % 2:
-        raise SystemExit(f"benchmark: --opts must be KEY VALUE pairs, got {args.opts}")
-    cfg.merge_from_list(args.opts)
-    cfg.MODEL.WEIGHTS = ""
+    cfg.merge_from_list(list(args.opts) + MODES[mode]["pairs"] + ["MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
     if args.device is not None:
         cfg.MODEL.DEVICE = args.device
     cfg.freeze()
+    return cfg
 
-    prepare_device(cfg.MODEL.DEVICE)
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    model = build_model(cfg)
-    synchronize = _synchronizer(cfg.MODEL.DEVICE)
 
-    if args.task == "inference":
-        model.eval()
-        inputs = random_inputs(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES, False, generator)
+def _inference_step(cfg, backend, generator):
+    model = build_model(cfg).eval()
+    runner = for_inference(model, cfg, backend)
+    inputs = random_inputs(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES, False, generator)
+    counts = []
 
-        def step():
-            with torch.no_grad():
-                model(inputs)
-    else:
-        model.train()
-        inputs = random_inputs(2, cfg.MODEL.ROI_HEADS.NUM_CLASSES, True, generator)
-        # lr 0: random weights (no BN statistics behind FrozenBN) diverge after a real step; SGD's work is the same
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
+    def step():
+        counts.append(len(runner(inputs)[0]["instances"]))
 
-        def step():
+    return step, counts
+
+
+def _training_step(cfg, backend, generator, amp: bool):
+    model = build_model(cfg).train()
+    dtype = backend.amp_dtype(cfg.AMP_DTYPE) if amp else torch.float32
+    set_training_memory_format(model, cfg, backend, dtype)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
+    optimizer = apply_opt_level(model, optimizer, "O1" if amp else "O0", dtype)
+    scaler = LossScaler("dynamic") if amp else None
+    inputs = random_inputs(2, cfg.MODEL.ROI_HEADS.NUM_CLASSES, True, generator)
+
+    def step():
+        with backend.autocast("O1" if amp else "O0", dtype if amp else None):
             losses = model(inputs)
-            total = sum(losses.values())
-            optimizer.zero_grad()
+        total = sum(value.float() for value in losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
             total.backward()
             optimizer.step()
+        else:
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
-    seconds = time_iterations(step, synchronize, args.iters, args.warmup)
-    unit = "s/image (batch 1)" if args.task == "inference" else "s/iteration (2 images)"
-    print(f"{args.task} on {cfg.MODEL.DEVICE}, {args.config_file}, {IMAGE_HEIGHT}x{IMAGE_WIDTH}, "
-          f"{torch.get_num_threads()} threads: median {statistics.median(seconds):.3f} {unit} "
-          f"over {len(seconds)} iterations (min {min(seconds):.3f}, max {max(seconds):.3f}; {args.warmup} warm-up)")
+    return step, []
+
+
+def run_cell(args, mode: str, task: str, threads: int) -> Dict:
+    """One measurement in this process: {"seconds": median, "detections", "peak_mb", ...}."""
+    torch.set_num_threads(threads)
+    cfg = _config(args, mode)
+    backend = get_backend(cfg.MODEL.DEVICE)
+    backend.set_device()
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    if task == "inference":
+        step, counts = _inference_step(cfg, backend, generator)
+    else:
+        step, counts = _training_step(cfg, backend, generator, MODES[mode]["amp"])
+    backend.reset_peak_memory_stats()
+    seconds = time_iterations(step, backend.synchronize, args.iters, args.warmup)
+    return {"mode": mode, "task": task, "threads": threads, "seconds": statistics.median(seconds),
+            "min": min(seconds), "max": max(seconds), "detections": counts[-1] if counts else None,
+            "peak_mb": backend.memory_stats().get("max_allocated_mb"), "device": backend.name}
+
+
+def _run_cell_process(args, mode: str, task: str, threads: int) -> Dict:
+    command = [sys.executable, "-m", "maskrcnn_multi.tools.benchmark", "--config-file", args.config_file,
+               "--iters", str(args.iters), "--warmup", str(args.warmup), "--cell", mode, task, str(threads)]
+    if args.device is not None:
+        command += ["--device", args.device]
+    if args.opts:
+        command += ["--opts", *args.opts]
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"benchmark cell {mode}/{task}/{threads} thread(s) failed: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def format_table(results: Sequence[Dict], modes: Sequence[str], tasks: Sequence[str], threads: Sequence[int]) -> str:
+    """A Markdown table: one row per mode; per task and thread count the median seconds; then the
+    detection count and each task's largest peak memory."""
+    by_key = {(r["mode"], r["task"], r["threads"]): r for r in results}
+    unit = {"inference": "inference s/image", "train": "training s/iter (2 images)"}
+    header = ["mode"] + [f"{unit[t]}, {n} thread{'s' if n > 1 else ''}" for t in tasks for n in threads]
+    if "inference" in tasks:
+        header.append("detections")
+    header += [f"peak MB ({t})" for t in tasks]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for mode in modes:
+        row = [mode] + [f"{by_key[(mode, t, n)]['seconds']:.3f}" for t in tasks for n in threads]
+        if "inference" in tasks:
+            row.append(str(by_key[(mode, "inference", threads[0])]["detections"]))
+        for task in tasks:
+            peaks = [by_key[(mode, task, n)]["peak_mb"] for n in threads]
+            row.append(f"{max(p for p in peaks if p is not None):.0f}" if any(p is not None for p in peaks) else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        raise ValueError(f"benchmark: --iters must be >= 1 and --warmup >= 0, got {args.iters}, {args.warmup}")
+    if len(args.opts) % 2:
+        raise ValueError(f"benchmark: --opts must be KEY VALUE pairs; {args.opts[-1]!r} has no value")
+    logging.basicConfig(level=logging.WARNING)
+    if args.cell:
+        mode, task, threads = args.cell
+        print(json.dumps(run_cell(args, mode, task, int(threads))))
+        return 0
+    modes = _split(args.modes, "modes", allowed=list(MODES))
+    threads = _split(args.threads, "threads", convert=int)
+    tasks = list(TASKS) if args.task == "both" else [args.task]
+    get_backend(_config(args, modes[0]).MODEL.DEVICE)  # a bad config or device: one line, before any cell
+    results = []
+    for task in tasks:
+        for mode in modes:
+            for count in threads:
+                results.append(_run_cell_process(args, mode, task, count))
+                print(f"{mode} {task} {count} thread(s): {results[-1]['seconds']:.3f} s", file=sys.stderr, flush=True)
+    device = results[0]["device"]
+    print(f"{args.config_file} on {device}, torch {torch.__version__}, {IMAGE_HEIGHT}x{IMAGE_WIDTH}, "
+          f"random weights; median of {args.iters} after {args.warmup} warm-up")
+    print(format_table(results, modes, tasks, threads))
     return 0
 
 
