@@ -15,6 +15,7 @@ from typing import List, Tuple, Union
 import torch
 from torch import nn
 
+from ..config.errors import UserError
 from .loss_scaler import LossScaler
 
 __all__ = [
@@ -33,7 +34,7 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Lo
 def check_opt_level(opt_level: str) -> str:
     """Return `opt_level` if it is O0/O1/O2, else raise ValueError naming it."""
     if opt_level not in OPT_LEVELS:
-        raise ValueError(f"unknown OPT_LEVEL {opt_level!r} (choose from: {', '.join(OPT_LEVELS)})")
+        raise UserError(f"unknown OPT_LEVEL {opt_level!r} (choose from: {', '.join(OPT_LEVELS)})")
     return opt_level
 
 
@@ -46,7 +47,7 @@ def resolve_dtype(dtype: Union[None, str, torch.dtype], default: torch.dtype) ->
             raise ValueError(f"AMP dtype must be torch.float16 or torch.bfloat16, got {dtype}")
         return dtype
     if dtype not in _DTYPES:
-        raise ValueError(f"unknown AMP_DTYPE {dtype!r} (choose from: '', float16, bfloat16)")
+        raise UserError(f"unknown AMP_DTYPE {dtype!r} (choose from: '', float16, bfloat16)")
     return _DTYPES[dtype]
 
 

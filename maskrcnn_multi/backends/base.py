@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config.errors import UserError
 from . import amp
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def warn_once(log: logging.Logger, message: str) -> None:
         log.warning(message)
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(UserError, RuntimeError):
     """The requested device cannot be used here; the message (one line) says what is missing."""
 
 

@@ -21,6 +21,8 @@ from typing import Union
 
 import torch
 
+from ..config.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ class LossScaler:
             self.dynamic = False
             self._scale = float(loss_scale)
         else:
-            raise ValueError(
+            raise UserError(
                 f"LOSS_SCALE_VALUE must be a positive number or 'dynamic', got {loss_scale!r}"
             )
         if not (growth_factor > 1.0 and 0.0 < backoff_factor < 1.0 and growth_interval > 0):

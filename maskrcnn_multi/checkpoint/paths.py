@@ -11,6 +11,8 @@ import tempfile
 import urllib.parse
 import urllib.request
 
+from ..config.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 DETECTRON2_PREFIX = "detectron2://"
@@ -18,7 +20,7 @@ DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
 _CHUNK_BYTES = 1 << 20
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be found, read or matched to the model (one-line message naming it)."""
 
 

@@ -10,6 +10,6 @@ This package imports neither torch nor any other layer (it is the leftmost one),
 from .amp import AmpSettings, amp_settings
 from .config import CfgNode
 from .defaults import get_cfg
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
-__all__ = ["AmpSettings", "CfgNode", "ConfigError", "amp_settings", "get_cfg"]
+__all__ = ["AmpSettings", "CfgNode", "ConfigError", "UserError", "amp_settings", "get_cfg"]

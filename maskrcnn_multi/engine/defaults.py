@@ -5,6 +5,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.data.transforms import ResizeShortestEdge
 from maskrcnn_multi.modeling import build_model
@@ -35,7 +36,7 @@ class DefaultPredictor:
     def __init__(self, cfg):
         self.cfg = cfg.clone()
         if self.cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-            raise ValueError(f"DefaultPredictor: INPUT.FORMAT '{self.cfg.INPUT.FORMAT}' (choose from: RGB, BGR)")
+            raise UserError(f"DefaultPredictor: INPUT.FORMAT '{self.cfg.INPUT.FORMAT}' (choose from: RGB, BGR)")
         prepare_device(self.cfg.MODEL.DEVICE)
         self.model = build_model(self.cfg)
         self.model.eval()

@@ -17,6 +17,7 @@ from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequ
 
 import torch
 
+from ..config.errors import UserError
 from .events import EventStorage
 from .launch import get_world_size, reduce_mean
 
@@ -97,7 +98,7 @@ class TrainerBase:
                     if self.iter - start_iter < 2:
                         logger.info("step_time = %.4f", time.perf_counter() - step_start)
                 self.iter += 1  # so that after_train sees iter == max_iter after a complete run
-            except FloatingPointError:
+            except (FloatingPointError, UserError):
                 raise  # its one-line message says it all; no traceback in the log
             except Exception:
                 logger.exception("Exception during training at iteration %d:", self.iter)

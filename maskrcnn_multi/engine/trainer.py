@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..config.errors import UserError
 from ..backends import get_backend
 from ..checkpoint import DetectionCheckpointer
 from ..config import amp_settings
@@ -41,7 +42,7 @@ def float32_mode_from_env(environ=os.environ) -> str:
         return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
     if enabled("ALLOW_HF32") and enabled("ALLOW_FP32"):
-        raise ValueError("ALLOW_HF32 and ALLOW_FP32 are both set: choose one (--hf32 or --fp32)")
+        raise UserError("ALLOW_HF32 and ALLOW_FP32 are both set: choose one (--hf32 or --fp32)")
     return "hf32" if enabled("ALLOW_HF32") else "fp32" if enabled("ALLOW_FP32") else ""
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+from ...config.errors import UserError
 from ..layers import ShapeSpec
 from .backbone import Backbone
 from .fpn import build_resnet_fpn_backbone
@@ -20,7 +21,7 @@ def build_backbone(cfg: Any, input_shape: Optional[ShapeSpec] = None) -> Backbon
         input_shape = ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN))
     name = cfg.MODEL.BACKBONE.NAME
     if name not in BACKBONE_BUILDERS:
-        raise ValueError(f"unknown MODEL.BACKBONE.NAME '{name}' (choose from: {', '.join(BACKBONE_BUILDERS)})")
+        raise UserError(f"unknown MODEL.BACKBONE.NAME '{name}' (choose from: {', '.join(BACKBONE_BUILDERS)})")
     backbone = BACKBONE_BUILDERS[name](cfg, input_shape)
     if not isinstance(backbone, Backbone):
         raise TypeError(f"MODEL.BACKBONE.NAME '{name}' built a {type(backbone).__name__}, not a Backbone")

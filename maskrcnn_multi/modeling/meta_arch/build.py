@@ -4,6 +4,7 @@ import logging
 import torch
 from torch import nn
 
+from ...config.errors import UserError
 from .rcnn import GeneralizedRCNN, ProposalNetwork
 
 __all__ = ["META_ARCHITECTURES", "build_model"]
@@ -20,7 +21,7 @@ def build_model(cfg) -> nn.Module:
     """
     name = cfg.MODEL.META_ARCHITECTURE
     if name not in META_ARCHITECTURES:
-        raise ValueError(f"unknown MODEL.META_ARCHITECTURE '{name}' (choose from: {', '.join(META_ARCHITECTURES)})")
+        raise UserError(f"unknown MODEL.META_ARCHITECTURE '{name}' (choose from: {', '.join(META_ARCHITECTURES)})")
     arch_class = META_ARCHITECTURES[name]
     model = arch_class(**arch_class.from_config(cfg))
     # the device string comes from the config; this module never spells one

@@ -3,6 +3,7 @@ from typing import Dict
 
 from torch import nn
 
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.layers import ShapeSpec
 
 from .proposal_utils import add_ground_truth_to_proposals, find_top_rpn_proposals
@@ -20,7 +21,7 @@ def build_proposal_generator(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Modul
     if name == "PrecomputedProposals":
         return None
     if name not in PROPOSAL_GENERATORS:
-        raise ValueError(f"unknown MODEL.PROPOSAL_GENERATOR.NAME '{name}' "
+        raise UserError(f"unknown MODEL.PROPOSAL_GENERATOR.NAME '{name}' "
                          f"(choose from: {', '.join(PROPOSAL_GENERATORS)}, PrecomputedProposals)")
     generator_class = PROPOSAL_GENERATORS[name]
     return generator_class(**generator_class.from_config(cfg, input_shape))

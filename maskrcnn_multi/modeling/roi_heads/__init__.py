@@ -3,6 +3,7 @@ from typing import Dict
 
 from torch import nn
 
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.layers import ShapeSpec
 
 from .box_head import BOX_HEADS, FastRCNNConvFCHead, build_box_head
@@ -21,6 +22,6 @@ def build_roi_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     """The RoI heads named by MODEL.ROI_HEADS.NAME, on the backbone's output shapes."""
     name = cfg.MODEL.ROI_HEADS.NAME
     if name not in ROI_HEADS:
-        raise ValueError(f"unknown MODEL.ROI_HEADS.NAME '{name}' (choose from: {', '.join(ROI_HEADS)})")
+        raise UserError(f"unknown MODEL.ROI_HEADS.NAME '{name}' (choose from: {', '.join(ROI_HEADS)})")
     heads_class = ROI_HEADS[name]
     return heads_class(**heads_class.from_config(cfg, input_shape))

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
 from maskrcnn_multi.structures import Instances
 
@@ -127,6 +128,6 @@ def build_mask_head(cfg, input_shape: ShapeSpec) -> nn.Module:
     """The mask head named by MODEL.ROI_MASK_HEAD.NAME."""
     name = cfg.MODEL.ROI_MASK_HEAD.NAME
     if name not in MASK_HEADS:
-        raise ValueError(f"unknown MODEL.ROI_MASK_HEAD.NAME '{name}' (choose from: {', '.join(MASK_HEADS)})")
+        raise UserError(f"unknown MODEL.ROI_MASK_HEAD.NAME '{name}' (choose from: {', '.join(MASK_HEADS)})")
     head_class = MASK_HEADS[name]
     return head_class(**head_class.from_config(cfg, input_shape))
