@@ -1,0 +1,67 @@
+"""The data layer's error types, and the checks on record values shared by the COCO loader and the mapper.
+
+Every message names the file (a dataset JSON or an image) and the record in it. A value of the wrong
+type (a string where a coordinate belongs) is refused: the file was written wrongly and every record
+may be affected. A number that is NaN or infinite is reported as such, so that the COCO loader can
+drop that one record with a counted warning and the mapper (fed by any loader) can refuse it by name.
+"""
+import math
+import numbers
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config.errors import UserError
+
+__all__ = [
+    "DatasetError", "DatasetFileNotFoundError", "UnknownDatasetError",
+    "coordinates_problem", "is_real_number", "positive_int",
+]
+
+
+class DatasetError(UserError):
+    """A dataset file or record is unusable; the message names the file and the record."""
+
+
+class DatasetFileNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset's annotation file or image folder does not exist."""
+
+
+class UnknownDatasetError(DatasetError, KeyError):
+    """A dataset name nobody registered (a KeyError, as the catalog raised before)."""
+
+
+def is_real_number(value: Any) -> bool:
+    """True for int / float / numpy numbers, False for bool, str, None, containers."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def coordinates_problem(values: Any, expected_length: Optional[int] = None) -> Optional[str]:
+    """Why ``values`` (a bbox or one polygon: a flat sequence of coordinates) is unusable, or None.
+
+    Returns "not numbers" when an element is not a real number (or ``values`` is not a flat
+    sequence or numeric ndarray), "wrong length" when ``expected_length`` is given and differs, and
+    "not finite" when a coordinate is NaN or infinite.
+    """
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1 or values.dtype.kind not in "iuf":
+            return "not numbers"
+        array = values
+    elif isinstance(values, (list, tuple)):
+        if not all(is_real_number(value) for value in values):
+            return "not numbers"
+        array = np.asarray(values, dtype=np.float64)
+    else:
+        return "not numbers"
+    if expected_length is not None and len(array) != expected_length:
+        return "wrong length"
+    if not np.isfinite(array).all():
+        return "not finite"
+    return None
+
+
+def positive_int(value: Any) -> Optional[int]:
+    """``value`` as an int when it is a positive whole number (480 or 480.0), else None."""
+    if not is_real_number(value) or not math.isfinite(value) or value <= 0 or int(value) != value:
+        return None
+    return int(value)
