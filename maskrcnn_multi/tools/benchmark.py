@@ -15,11 +15,11 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 
-from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.engine.defaults import prepare_device
 from maskrcnn_multi.modeling import build_model
 from maskrcnn_multi.structures import Boxes, Instances, PolygonMasks
-from maskrcnn_multi.tools._cli import run_main
+from maskrcnn_multi.tools._cli import ArgumentParser, run_main
 
 logger = logging.getLogger("maskrcnn_multi.benchmark")
 
@@ -27,7 +27,7 @@ IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="maskrcnn_multi benchmark on random data and random weights")
+    parser = ArgumentParser(prog="benchmark", description="maskrcnn_multi benchmark on random data and random weights")
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--task", choices=("inference", "train"), required=True)
     parser.add_argument("--device", default=None, help="MODEL.DEVICE (default: the config's)")
@@ -86,12 +86,12 @@ def time_iterations(step: Callable[[], None], synchronize: Callable[[], None], i
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
-        raise SystemExit(f"benchmark: --iters must be >= 1 and --warmup >= 0, got {args.iters}, {args.warmup}")
+        raise UserError(f"--iters must be >= 1 and --warmup >= 0, got {args.iters}, {args.warmup}")
     logging.basicConfig(level=logging.WARNING)
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     if len(args.opts) % 2:
-        raise SystemExit(f"benchmark: --opts must be KEY VALUE pairs, got {args.opts}")
+        raise UserError(f"--opts must be KEY VALUE pairs; {args.opts[-1]!r} has no value")
     cfg.merge_from_list(args.opts)
     cfg.MODEL.WEIGHTS = ""
     if args.device is not None:
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
 
 def cli() -> int:
     """Console entry point: a user error prints one line and exits with 2."""
-    return run_main(main)
+    return run_main(main, prog="benchmark")
 
 
 if __name__ == "__main__":
