@@ -73,7 +73,7 @@ def _convert_polygons(polygons: list, annotation_id: Any, json_file: str, drops:
         if problem == "not finite":
             drops.add("nonfinite_polygons", annotation_id)
         elif len(polygon) % 2 == 0 and len(polygon) >= 6:
-            valid.append([float(value) for value in polygon])
+            valid.append(list(map(float, polygon)))
         else:
             drops.add("dropped_polygons", annotation_id)
     return valid

@@ -36,28 +36,33 @@ def is_real_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+_PLAIN_NUMBER_TYPES = frozenset((int, float))  # what JSON gives (type(True) is bool, not int)
+
+
 def coordinates_problem(values: Any, expected_length: Optional[int] = None) -> Optional[str]:
     """Why ``values`` (a bbox or one polygon: a flat sequence of coordinates) is unusable, or None.
 
     Returns "not numbers" when an element is not a real number (or ``values`` is not a flat
     sequence or numeric ndarray), "wrong length" when ``expected_length`` is given and differs, and
-    "not finite" when a coordinate is NaN or infinite.
+    "not finite" when a coordinate is NaN or infinite. Runs for every box and polygon of a dataset
+    (COCO train: about 2 million), so JSON's plain numbers take a fast path.
     """
     if isinstance(values, np.ndarray):
         if values.ndim != 1 or values.dtype.kind not in "iuf":
             return "not numbers"
-        array = values
     elif isinstance(values, (list, tuple)):
-        if not all(is_real_number(value) for value in values):
+        if not set(map(type, values)) <= _PLAIN_NUMBER_TYPES and not all(is_real_number(v) for v in values):
             return "not numbers"
-        array = np.asarray(values, dtype=np.float64)
     else:
         return "not numbers"
-    if expected_length is not None and len(array) != expected_length:
+    if expected_length is not None and len(values) != expected_length:
         return "wrong length"
-    if not np.isfinite(array).all():
-        return "not finite"
-    return None
+    try:
+        # NaN or infinity anywhere makes the sum NaN or infinite; finite values overflow only beyond 1e308
+        finite = math.isfinite(float(np.sum(values)) if isinstance(values, np.ndarray) else sum(values))
+    except OverflowError:  # an integer beyond float's range
+        finite = False
+    return None if finite else "not finite"
 
 
 def positive_int(value: Any) -> Optional[int]:
