@@ -67,6 +67,8 @@ def coordinates_problem(values: Any, expected_length: Optional[int] = None) -> O
 
 def positive_int(value: Any) -> Optional[int]:
     """``value`` as an int when it is a positive whole number (480 or 480.0), else None."""
-    if not is_real_number(value) or not math.isfinite(value) or value <= 0 or int(value) != value:
+    if not is_real_number(value) or value <= 0:
         return None
-    return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return int(value) if math.isfinite(value) and int(value) == value else None
