@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Tuple, Type, Union  # noqa: E402
 
 import torch  # noqa: E402
 
+from ..config.errors import UserError  # noqa: E402
 from .amp import LossScaler, MasterWeightOptimizer  # noqa: E402
 from .base import Backend, BackendUnavailableError  # noqa: E402
 from .cpu import CpuBackend  # noqa: E402
@@ -76,15 +77,15 @@ def parse_device(device: Union[str, torch.device]) -> Tuple[str, Optional[int]]:
         match = _DEVICE_PATTERN.match(text)
         device_type = match.group(1) if match else text
         if device_type not in BACKENDS:
-            raise ValueError(f"unknown MODEL.DEVICE {text!r} (choose from: {', '.join(BACKENDS)})")
+            raise UserError(f"unknown MODEL.DEVICE {text!r} (choose from: {', '.join(BACKENDS)})")
         index_text = match.group(2)
         if index_text is not None and not index_text.isdigit():
-            raise ValueError(
+            raise UserError(
                 f"MODEL.DEVICE {text!r}: the device index must be a non-negative integer (e.g. '{device_type}:0')"
             )
         index = None if index_text is None else int(index_text)
     if device_type not in BACKENDS:
-        raise ValueError(f"unknown MODEL.DEVICE {str(device)!r} (choose from: {', '.join(BACKENDS)})")
+        raise UserError(f"unknown MODEL.DEVICE {str(device)!r} (choose from: {', '.join(BACKENDS)})")
     return device_type, index
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config.amp import AMP_DTYPES, OPT_LEVELS
+from ..config.errors import UserError
 from .loss_scaler import LossScaler
 
 __all__ = [
@@ -35,7 +36,7 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Lo
 def check_opt_level(opt_level: str) -> str:
     """Return `opt_level` if it is O0/O1/O2, else raise ValueError naming it."""
     if opt_level not in OPT_LEVELS:
-        raise ValueError(f"unknown OPT_LEVEL {opt_level!r} (choose from: {', '.join(OPT_LEVELS)})")
+        raise UserError(f"unknown OPT_LEVEL {opt_level!r} (choose from: {', '.join(OPT_LEVELS)})")
     return opt_level
 
 
@@ -48,7 +49,7 @@ def resolve_dtype(dtype: Union[None, str, torch.dtype], default: torch.dtype) ->
             raise ValueError(f"AMP dtype must be torch.float16 or torch.bfloat16, got {dtype}")
         return dtype
     if dtype not in _DTYPES:
-        raise ValueError(f"unknown AMP_DTYPE {dtype!r} (choose from: {', '.join(map(repr, AMP_DTYPES))})")
+        raise UserError(f"unknown AMP_DTYPE {dtype!r} (choose from: {', '.join(map(repr, AMP_DTYPES))})")
     return _DTYPES[dtype]
 
 

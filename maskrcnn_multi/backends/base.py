@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..config.amp import FLOAT32_PRECISIONS
+from ..config.errors import UserError
 from . import amp
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def warn_once(log: logging.Logger, message: str) -> None:
         log.warning(message)
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(UserError, RuntimeError):
     """The requested device cannot be used here; the message (one line) says what is missing."""
 
 

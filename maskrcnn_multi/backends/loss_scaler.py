@@ -22,6 +22,7 @@ from typing import Union
 import torch
 
 from ..config.amp import DYNAMIC_LOSS_SCALE, describe_loss_scale_rule, is_valid_loss_scale
+from ..config.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class LossScaler:
         growth_interval: int = 2000,
     ):
         if not is_valid_loss_scale(loss_scale):
-            raise ValueError(f"LOSS_SCALE_VALUE must be {describe_loss_scale_rule()}, got {loss_scale!r}")
+            raise UserError(f"LOSS_SCALE_VALUE must be {describe_loss_scale_rule()}, got {loss_scale!r}")
         self.dynamic = loss_scale == DYNAMIC_LOSS_SCALE
         self._scale = float(init_scale) if self.dynamic else float(loss_scale)
         if not (growth_factor > 1.0 and 0.0 < backoff_factor < 1.0 and growth_interval > 0):

@@ -2,9 +2,10 @@
 
 The command-line tools turn every ``CheckpointError`` into ``prog: error: <message>`` and exit code 2.
 """
+from ..config.errors import UserError
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be found, read, downloaded, saved or matched to the model."""
 
 

@@ -13,6 +13,7 @@ import urllib.parse
 from .download import download
 from .errors import CheckpointError, CheckpointNotFoundError
 
+
 logger = logging.getLogger(__name__)
 
 __all__ = [

@@ -11,6 +11,6 @@ from .amp import AmpSettings, amp_settings
 from .config import CfgNode
 from .configurable import configurable
 from .defaults import get_cfg
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
-__all__ = ["AmpSettings", "CfgNode", "ConfigError", "amp_settings", "configurable", "get_cfg"]
+__all__ = ["AmpSettings", "CfgNode", "ConfigError", "UserError", "amp_settings", "configurable", "get_cfg"]

@@ -8,18 +8,21 @@ from .build import (
     MapDataset,
     build_detection_test_loader,
     build_detection_train_loader,
+    check_dataset_names,
+    check_num_classes,
     filter_images_without_annotations,
     get_detection_dataset_dicts,
     orientation_groups,
     trivial_batch_collator,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog, datasets_root
-from .coco import DatasetError, load_coco_json, read_coco_json, register_coco_2017, register_coco_instances
+from .coco import load_coco_json, read_coco_json, register_coco_2017, register_coco_instances
 from .dataset_mapper import DatasetMapper
 from .detection_utils import (
     BadImageError,
     annotations_to_instances,
     build_augmentation,
+    check_annotation_values,
     check_image_size,
     filter_empty_instances,
     read_image,
@@ -37,6 +40,7 @@ from .transforms import (
     TransformList,
     apply_transform_gens,
 )
+from .validation import DatasetError, DatasetFileNotFoundError, UnknownDatasetError
 from .synthetic import ensure_synthetic, generate_shapes_dataset, register_synthetic
 from .builtin import register_all_builtin
 

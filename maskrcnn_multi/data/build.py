@@ -12,13 +12,17 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from .catalog import DatasetCatalog
+from ..config.errors import UserError
+from .catalog import DatasetCatalog, MetadataCatalog
 from .dataset_mapper import DatasetMapper
 from .detection_utils import BadImageError
 from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler, rank_and_world_size
+from .validation import DatasetError, UnknownDatasetError
 
 __all__ = [
     "get_detection_dataset_dicts",
+    "check_dataset_names",
+    "check_num_classes",
     "filter_images_without_annotations",
     "MapDataset",
     "orientation_groups",
@@ -41,24 +45,87 @@ def filter_images_without_annotations(dataset_dicts: List[dict]) -> List[dict]:
 def get_detection_dataset_dicts(names: Sequence[str], filter_empty: bool = True) -> List[dict]:
     """Concatenate the dicts of the named datasets; with ``filter_empty`` drop images without annotations.
 
-    Raises ValueError naming the dataset when one is empty (or nothing is left after filtering).
+    Raises DatasetError naming the dataset when one is not registered, is empty, or nothing is left
+    after filtering.
     """
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
-        raise ValueError("no dataset named (DATASETS.TRAIN / DATASETS.TEST is empty)")
+        raise DatasetError("no dataset named (DATASETS.TRAIN / DATASETS.TEST is empty)")
     dataset_dicts: List[dict] = []
     for name in names:
         dicts = DatasetCatalog.get(name)
         if len(dicts) == 0:
-            raise ValueError(f"dataset '{name}' is empty (no images)")
+            raise DatasetError(f"dataset '{name}' is empty (no images)")
         dataset_dicts.extend(dicts)
     has_annotations = "annotations" in dataset_dicts[0]
     if filter_empty and has_annotations:
         dataset_dicts = filter_images_without_annotations(dataset_dicts)
         if len(dataset_dicts) == 0:
-            raise ValueError(f"dataset(s) {', '.join(names)} have no image with annotations left to train on")
+            raise DatasetError(
+                f"dataset(s) {', '.join(names)} have no image with annotations left to train on "
+                "(see the warnings above for what was dropped)"
+            )
     return dataset_dicts
+
+
+def check_dataset_names(names: Sequence[str], key: str) -> None:
+    """Raise UnknownDatasetError when config key ``key`` (DATASETS.TRAIN / DATASETS.TEST) names a
+    dataset nobody registered."""
+    for name in names:
+        if name not in DatasetCatalog:
+            raise UnknownDatasetError(
+                f"{key} names dataset '{name}', which is not registered (registered: "
+                f"{', '.join(DatasetCatalog.list()) or 'none'}; train_net registers a COCO-format set "
+                "with --dataset NAME JSON IMAGE_ROOT)"
+            )
+
+
+def _thing_classes(names: Sequence[str]) -> Optional[List[str]]:
+    """The datasets' common thing_classes (None when none records them); DatasetError when two
+    datasets disagree (detectron2's check_metadata_consistency)."""
+    found = [(name, MetadataCatalog.get(name).get("thing_classes")) for name in names]
+    found = [(name, classes) for name, classes in found if classes is not None]
+    for name, classes in found[1:]:
+        if list(classes) != list(found[0][1]):
+            raise DatasetError(
+                f"datasets '{found[0][0]}' and '{name}' have different categories "
+                f"({len(found[0][1])}: {_short_list(found[0][1])} vs {len(classes)}: {_short_list(classes)})"
+            )
+    return list(found[0][1]) if found else None
+
+
+def _short_list(items: Sequence, shown: int = 5) -> str:
+    text = ", ".join(str(item) for item in list(items)[:shown])
+    return text + (f", ... ({len(items) - shown} more)" if len(items) > shown else "")
+
+
+def check_num_classes(cfg, names: Sequence[str], dataset_dicts: Optional[List[dict]] = None) -> None:
+    """MODEL.ROI_HEADS.NUM_CLASSES must equal the category count of the datasets ``names`` (their
+    thing_classes metadata), and exceed every ``category_id`` in ``dataset_dicts``; else a
+    DatasetError naming both. A smaller head cannot represent some categories (an IndexError in the
+    losses, or silently wrong labels); a larger one, or another set's count, is a forgotten override.
+    A model without box classes (MODEL.META_ARCHITECTURE ProposalNetwork) is not checked."""
+    if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
+        return
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    where = ", ".join(f"'{name}'" for name in names)
+    classes = _thing_classes(names)
+    if classes is not None and len(classes) != num_classes:
+        raise DatasetError(
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes} but dataset {where} has {len(classes)} categories "
+            f"({_short_list(classes)}): set MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}"
+        )
+    category_ids = [
+        annotation.get("category_id") for record in dataset_dicts or () for annotation in record.get("annotations", ())
+    ]
+    category_ids = [category_id for category_id in category_ids if isinstance(category_id, int)]
+    if category_ids and not 0 <= min(category_ids) <= max(category_ids) < num_classes:
+        culprit = max(category_ids) if max(category_ids) >= num_classes else min(category_ids)
+        raise DatasetError(
+            f"dataset {where or '(given dicts)'} has category_id {culprit}, outside 0..{num_classes - 1} of "
+            f"MODEL.ROI_HEADS.NUM_CLASSES {num_classes}"
+        )
 
 
 class MapDataset(Dataset):
@@ -78,6 +145,7 @@ class MapDataset(Dataset):
         self._skip_bad_images = skip_bad_images
         self._seed = seed
         self._bad_indices = set()
+        self._last_error: Optional[BadImageError] = None
 
     def __len__(self) -> int:
         return len(self._dataset_dicts)
@@ -104,8 +172,12 @@ class MapDataset(Dataset):
                 return self._mapper(self._dataset_dicts[current])
             except BadImageError as error:
                 self._bad_indices.add(current)
+                self._last_error = error
                 logger.warning("skipping image in training: %s", error)
-        raise RuntimeError(f"no readable image among the {len(self)} images of the training set")
+        raise DatasetError(
+            f"none of the {len(self)} training images can be read (each was named in a warning above; "
+            f"the last: {self._last_error})"
+        )
 
 
 def orientation_groups(dataset_dicts: List[dict]) -> List[int]:
@@ -136,7 +208,7 @@ def per_rank_batch_size(total_batch_size: int) -> int:
     """SOLVER.IMS_PER_BATCH split over ranks; must divide evenly."""
     _, world_size = rank_and_world_size()
     if total_batch_size <= 0 or total_batch_size % world_size != 0:
-        raise ValueError(
+        raise UserError(
             f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of "
             f"processes ({world_size})"
         )
@@ -153,15 +225,20 @@ def build_detection_train_loader(
     SOLVER.IMS_PER_BATCH // world size, from DATASETS.TRAIN with DATALOADER.* settings.
 
     ``seed`` defaults to cfg.SEED when it is >= 0 (else one random seed shared by the ranks).
+    MODEL.ROI_HEADS.NUM_CLASSES is checked against the data first (``check_num_classes``).
     """
+    names: Sequence[str] = ()
     if dataset_dicts is None:
+        names = cfg.DATASETS.TRAIN
+        check_dataset_names(names, "DATASETS.TRAIN")
         dataset_dicts = get_detection_dataset_dicts(
             cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
         )
+    check_num_classes(cfg, names, dataset_dicts)
     mapper = mapper if mapper is not None else DatasetMapper.from_config(cfg, is_train=True)
     sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
     if sampler_name != "TrainingSampler":
-        raise ValueError(f"unknown DATALOADER.SAMPLER_TRAIN {sampler_name!r} (choose from: TrainingSampler)")
+        raise UserError(f"unknown DATALOADER.SAMPLER_TRAIN {sampler_name!r} (choose from: TrainingSampler)")
     if seed is None and cfg.get("SEED", -1) >= 0:
         seed = cfg.SEED
     sampler = TrainingSampler(len(dataset_dicts), shuffle=True, seed=seed)
@@ -181,8 +258,11 @@ def build_detection_train_loader(
 
 def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callable[[dict], dict]] = None) -> DataLoader:
     """Batches of one mapped dict per rank, each image of ``dataset_name`` seen exactly once across
-    ranks. An unreadable image raises an error naming it."""
+    ranks. An unreadable image raises an error naming it; MODEL.ROI_HEADS.NUM_CLASSES must match the
+    dataset's categories (``check_num_classes``)."""
+    check_dataset_names([dataset_name], "DATASETS.TEST")
     dataset_dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    check_num_classes(cfg, [dataset_name])
     mapper = mapper if mapper is not None else DatasetMapper.from_config(cfg, is_train=False)
     dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=False)
     return DataLoader(

@@ -7,6 +7,8 @@ The catalogs hold plain dicts behind small classes; nothing is loaded until ``Da
 import os
 from typing import Any, Callable, Dict, List
 
+from .validation import UnknownDatasetError
+
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata", "datasets_root"]
 
 
@@ -28,7 +30,7 @@ class _DatasetCatalog:
         """Call the loader registered under ``name`` and return its list of dicts."""
         if name not in self._loaders:
             known = ", ".join(sorted(self._loaders)) or "none"
-            raise KeyError(f"dataset '{name}' is not registered (registered: {known})")
+            raise UnknownDatasetError(f"dataset '{name}' is not registered (registered: {known})")
         dataset_dicts = self._loaders[name]()
         if not isinstance(dataset_dicts, list):
             raise TypeError(f"dataset '{name}': the loader returned {type(dataset_dicts).__name__}, not a list")

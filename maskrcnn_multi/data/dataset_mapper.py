@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from maskrcnn_multi.config.errors import UserError
+
 from . import detection_utils as utils
 from .transforms import TransformGen, apply_transform_gens
 
@@ -49,9 +51,9 @@ class DatasetMapper:
         pad_value: Sequence[float] = (0.0,),
     ):
         if instance_mask_format not in ("polygon", "bitmask"):
-            raise ValueError(f"unknown INPUT.MASK_FORMAT {instance_mask_format!r} (choose from: polygon, bitmask)")
+            raise UserError(f"unknown INPUT.MASK_FORMAT {instance_mask_format!r} (choose from: polygon, bitmask)")
         if fix_shape is not None and (len(fix_shape) != 2 or min(fix_shape) <= 0):
-            raise ValueError(f"INPUT.FIX_SHAPE must be (height, width) with positive sides, got {fix_shape!r}")
+            raise UserError(f"INPUT.FIX_SHAPE must be (height, width) with positive sides, got {fix_shape!r}")
         self.is_train = is_train
         self.augmentations: List[TransformGen] = list(augmentations)
         self.image_format = image_format
@@ -84,7 +86,8 @@ class DatasetMapper:
         )
 
     def __call__(self, dataset_dict: dict) -> dict:
-        """Map one dict. Raises ``utils.BadImageError`` naming the file if its image is unusable."""
+        """Map one dict. Raises ``utils.BadImageError`` naming the file if its image is unusable, and
+        ``DatasetError`` naming it if an annotation's box or polygon is not finite numbers."""
         dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused every epoch
         image = utils.read_image(dataset_dict["file_name"], self.image_format)
         utils.check_image_size(dataset_dict, image)
@@ -103,7 +106,9 @@ class DatasetMapper:
 
     def _build_instances(self, dataset_dict: dict, transforms, image_shape):
         annotations = []
-        for annotation in dataset_dict.pop("annotations"):
+        raw_annotations = dataset_dict.pop("annotations")
+        utils.check_annotation_values(raw_annotations, dataset_dict["file_name"])
+        for annotation in raw_annotations:
             if annotation.get("iscrowd", 0) != 0:
                 continue
             if not self.use_instance_mask:
@@ -125,7 +130,7 @@ class DatasetMapper:
         fix_height, fix_width = self.fix_shape
         height, width = image.shape[:2]
         if height > fix_height or width > fix_width:
-            raise ValueError(
+            raise UserError(
                 f"{file_name}: image of (H, W) = ({height}, {width}) after resizing does not fit "
                 f"INPUT.FIX_SHAPE ({fix_height}, {fix_width})"
             )

@@ -8,15 +8,18 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from PIL import Image, ImageOps
 
+from ..config.errors import UserError, short_repr
 from ..structures import BitMasks, Boxes, BoxMode, Instances, PolygonMasks, polygons_to_bitmask
+from .image_io import BadImageError, read_image
 from .transforms import RandomFlip, ResizeShortestEdge, Transform, TransformGen
+from .validation import DatasetError, coordinates_problem
 
 __all__ = [
     "BadImageError",
     "read_image",
     "check_image_size",
+    "check_annotation_values",
     "build_augmentation",
     "transform_instance_annotations",
     "annotations_to_instances",
@@ -25,49 +28,44 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_FORMATS = ("BGR", "RGB", "L")
-
-
-class BadImageError(OSError):
-    """An image file is missing, unreadable, or disagrees with its annotation; names the file."""
-
-
-def read_image(file_name: str, image_format: str = "BGR") -> np.ndarray:
-    """Read ``file_name`` into a uint8 HxWxC array in ``image_format`` ("BGR", "RGB" or "L").
-
-    EXIF orientation is applied as detectron2 does. Raises ``BadImageError`` naming the file when it
-    is missing or cannot be decoded.
-    """
-    if image_format not in _FORMATS:
-        raise ValueError(f"unsupported INPUT.FORMAT {image_format!r} (choose from: {', '.join(_FORMATS)})")
-    try:
-        with Image.open(file_name) as pil_image:
-            pil_image.load()
-            pil_image = ImageOps.exif_transpose(pil_image)
-            pil_image = pil_image.convert("L" if image_format == "L" else "RGB")
-    except FileNotFoundError:
-        raise BadImageError(f"image not found: {file_name}") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise BadImageError(f"cannot read image {file_name}: {error}") from None
-    image = np.asarray(pil_image)
-    if image_format == "L":
-        return image[:, :, None]
-    if image_format == "BGR":
-        return image[:, :, ::-1]
-    return image
-
 
 def check_image_size(dataset_dict: dict, image: np.ndarray) -> None:
     """Raise ``BadImageError`` if the image's size differs from the dict's "height"/"width"."""
     height, width = image.shape[:2]
     expected = (dataset_dict.get("height", height), dataset_dict.get("width", width))
     if expected != (height, width):
+        swapped = " (swapped: does the file's EXIF orientation rotate it?)" if expected == (width, height) else ""
         raise BadImageError(
             f"image {dataset_dict.get('file_name')} is {width}x{height} (WxH) but its annotation "
-            f"says {expected[1]}x{expected[0]}"
+            f"says {expected[1]}x{expected[0]}{swapped}"
         )
     dataset_dict.setdefault("height", height)
     dataset_dict.setdefault("width", width)
+
+
+def check_annotation_values(annotations: Sequence[dict], file_name: str) -> None:
+    """Raise ``DatasetError`` naming ``file_name`` and the annotation when a bbox is not 4 finite
+    numbers or a polygon holds a non-number, NaN or infinity (the COCO loader drops those with a
+    counted warning; a dataset from another loader reaches the mapper with them)."""
+    for index, annotation in enumerate(annotations):
+        where = f"{file_name}: annotation #{index}"
+        bbox = annotation.get("bbox")
+        problem = coordinates_problem(list(bbox) if isinstance(bbox, tuple) else bbox, expected_length=4)
+        if problem is not None:
+            raise DatasetError(f"{where} has bbox {short_repr(bbox)}: {_PROBLEMS[problem]}")
+        segmentation = annotation.get("segmentation")
+        if isinstance(segmentation, list):
+            for polygon in segmentation:
+                problem = coordinates_problem(polygon)
+                if problem is not None:
+                    raise DatasetError(f"{where} has polygon {short_repr(polygon)}: {_PROBLEMS[problem]}")
+
+
+_PROBLEMS = {
+    "not numbers": "expected numbers",
+    "wrong length": "expected 4 numbers",
+    "not finite": "a coordinate is NaN or infinite",
+}
 
 
 def build_augmentation(cfg, is_train: bool) -> List[TransformGen]:
@@ -81,7 +79,7 @@ def build_augmentation(cfg, is_train: bool) -> List[TransformGen]:
     flip = cfg.INPUT.get("RANDOM_FLIP", "horizontal")
     if is_train and flip != "none":
         if flip != "horizontal":
-            raise ValueError(f"INPUT.RANDOM_FLIP {flip!r} is not supported (choose from: horizontal, none)")
+            raise UserError(f"INPUT.RANDOM_FLIP {flip!r} is not supported (choose from: horizontal, none)")
         augmentations.append(RandomFlip(prob=0.5))
     return augmentations
 
@@ -138,7 +136,7 @@ def annotations_to_instances(annotations: Sequence[dict], image_size: Tuple[int,
         if mask_format == "polygon":
             for segmentation in segmentations:
                 if not isinstance(segmentation, list):
-                    raise ValueError(
+                    raise UserError(
                         f"INPUT.MASK_FORMAT 'polygon' cannot hold a {type(segmentation).__name__} "
                         "segmentation (use INPUT.MASK_FORMAT bitmask for RLE masks)"
                     )
@@ -147,7 +145,7 @@ def annotations_to_instances(annotations: Sequence[dict], image_size: Tuple[int,
             masks = [torch.from_numpy(np.ascontiguousarray(_to_bitmask(s, image_size))) for s in segmentations]
             instances.gt_masks = BitMasks(torch.stack(masks))
         else:
-            raise ValueError(f"unknown INPUT.MASK_FORMAT {mask_format!r} (choose from: polygon, bitmask)")
+            raise UserError(f"unknown INPUT.MASK_FORMAT {mask_format!r} (choose from: polygon, bitmask)")
     return instances
 
 

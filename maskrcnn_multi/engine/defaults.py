@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from maskrcnn_multi.backends import Backend, get_backend
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.data.transforms import ResizeShortestEdge
 from maskrcnn_multi.modeling import build_model
@@ -34,7 +35,7 @@ class DefaultPredictor:
     def __init__(self, cfg):
         self.cfg = cfg.clone()
         if self.cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-            raise ValueError(f"DefaultPredictor: INPUT.FORMAT '{self.cfg.INPUT.FORMAT}' (choose from: RGB, BGR)")
+            raise UserError(f"DefaultPredictor: INPUT.FORMAT '{self.cfg.INPUT.FORMAT}' (choose from: RGB, BGR)")
         self.backend = prepare_device(self.cfg.MODEL.DEVICE)
         apply_device_settings(self.cfg, self.backend, training=False)
         self.model = build_model(self.cfg)

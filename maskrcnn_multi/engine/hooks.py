@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from typing import Callable, Dict, Mapping, Optional, Sequence
 
+from ..config.errors import UserError
 from .events import EventWriter
 from .launch import is_main_process, synchronize
 from .train_loop import HookBase
@@ -105,7 +106,7 @@ class PeriodicCheckpointer(HookBase):
 
     def __init__(self, checkpointer, period: int, extra_state: Callable[[], Dict] = dict, final_name="model_final"):
         if period <= 0:
-            raise ValueError(f"SOLVER.CHECKPOINT_PERIOD must be > 0, got {period}")
+            raise UserError(f"SOLVER.CHECKPOINT_PERIOD must be > 0, got {period}")
         self._checkpointer = checkpointer
         self._period = period
         self._extra_state = extra_state

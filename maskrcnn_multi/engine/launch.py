@@ -19,6 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
+from ..config.errors import UserError
+
 __all__ = [
     "launch",
     "init_distributed",
@@ -98,10 +100,10 @@ def parse_dist_url(dist_url: str) -> Tuple[str, int]:
             probe.bind(("127.0.0.1", 0))
             return "127.0.0.1", probe.getsockname()[1]
     if not dist_url.startswith("tcp://") or ":" not in dist_url[len("tcp://"):]:
-        raise ValueError(f"--dist-url '{dist_url}' is not 'auto' or tcp://HOST:PORT")
+        raise UserError(f"--dist-url '{dist_url}' is not 'auto' or tcp://HOST:PORT")
     host, _, port = dist_url[len("tcp://"):].rpartition(":")
     if not port.isdigit():
-        raise ValueError(f"--dist-url '{dist_url}': port '{port}' is not a number")
+        raise UserError(f"--dist-url '{dist_url}': port '{port}' is not a number")
     return host, int(port)
 
 
@@ -128,7 +130,7 @@ def _timeout() -> datetime.timedelta:
     try:
         return datetime.timedelta(seconds=float(raw))
     except ValueError:
-        raise ValueError(f"{TIMEOUT_ENV}='{raw}' is not a number of seconds") from None
+        raise UserError(f"{TIMEOUT_ENV}='{raw}' is not a number of seconds") from None
 
 
 def _env_int(name: str) -> int:
@@ -217,7 +219,7 @@ def launch(
     if world_size <= 1 or under_torchrun():
         return main_func(*args)
     if num_machines > 1 and (dist_url in (None, "auto")):
-        raise ValueError("--num-machines > 1 needs --dist-url tcp://HOST:PORT (or --master-addr/--master-port)")
+        raise UserError("--num-machines > 1 needs --dist-url tcp://HOST:PORT (or --master-addr/--master-port)")
     host, port = parse_dist_url(dist_url or "auto")
     command = torchrun_command(
         list(sys.argv[1:] if script_args is None else script_args),

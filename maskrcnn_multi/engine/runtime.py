@@ -17,6 +17,8 @@ from typing import Mapping, Optional
 import numpy as np
 import torch
 
+from ..config.errors import UserError
+
 __all__ = [
     "apply_device_settings", "capture_rng_states", "float32_precision", "resolve_input_shape",
     "restore_rng_states",
@@ -37,7 +39,7 @@ def float32_precision(cfg, environ: Mapping[str, str] = os.environ) -> str:
         return environ.get(name, "").strip().lower() in _TRUE
 
     if enabled("ALLOW_HF32") and enabled("ALLOW_FP32"):
-        raise ValueError("ALLOW_HF32 and ALLOW_FP32 are both set: choose one (--hf32 or --fp32)")
+        raise UserError("ALLOW_HF32 and ALLOW_FP32 are both set: choose one (--hf32 or --fp32)")
     return "high" if enabled("ALLOW_HF32") else "highest" if enabled("ALLOW_FP32") else ""
 
 

@@ -17,6 +17,7 @@ from typing import Callable, ContextManager, Dict, List, Mapping, Optional, Sequ
 
 import torch
 
+from ..config.errors import UserError
 from .debug_checks import check_batch, first_non_finite_gradient
 from .events import EventStorage
 from .launch import get_world_size, reduce_mean
@@ -103,7 +104,7 @@ class TrainerBase:
                         logger.info("step_time = %.4f", time.perf_counter() - step_start)
                 self.iter += 1  # so that after_train sees iter == max_iter after a complete run
                 self.check_steps_taken()
-            except FloatingPointError:
+            except (FloatingPointError, UserError):
                 raise  # its one-line message says it all; no traceback in the log
             except Exception:
                 logger.exception("Exception during training at iteration %d:", self.iter)

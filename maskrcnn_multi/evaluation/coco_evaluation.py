@@ -21,6 +21,7 @@ import torch.distributed as dist
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..config.errors import UserError
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.coco import read_coco_json
 from ..structures import BoxMode
@@ -113,7 +114,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file")
         if json_file is None:
-            raise ValueError(f"dataset '{dataset_name}' has no json_file in its metadata; COCOEvaluator needs one")
+            raise UserError(f"dataset '{dataset_name}' has no json_file in its metadata; COCOEvaluator needs one")
         if not os.path.isfile(json_file) or self._metadata.get("thing_dataset_id_to_contiguous_id") is None:
             DatasetCatalog.get(dataset_name)  # lazily generated sets (shapes) appear on first load
         self._coco_api = read_coco_json(json_file)
@@ -145,7 +146,7 @@ class COCOEvaluator(DatasetEvaluator):
         num_classes = len(self._contiguous_to_dataset_id)
         for result in coco_results:
             if result["category_id"] not in self._contiguous_to_dataset_id:
-                raise ValueError(
+                raise UserError(
                     f"COCOEvaluator: predicted class {result['category_id']} for image {result['image_id']} "
                     f"is outside 0..{num_classes - 1} of dataset '{self._dataset_name}'"
                 )

@@ -7,6 +7,7 @@ from torch import nn
 
 from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.modeling.registry import Registry
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.structures import Boxes
 
 __all__ = ["DefaultAnchorGenerator", "generate_cell_anchors", "build_anchor_generator", "ANCHOR_GENERATORS"]
@@ -45,13 +46,13 @@ def generate_cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]
 def _broadcast_params(params, num_features: int, name: str) -> List[List[float]]:
     """One list of ``name`` per feature map: a flat list or a single inner list is shared by all."""
     if not isinstance(params, Sequence) or len(params) == 0:
-        raise ValueError(f"ANCHOR_GENERATOR.{name.upper()} must be a non-empty list, got {params!r}")
+        raise UserError(f"ANCHOR_GENERATOR.{name.upper()} must be a non-empty list, got {params!r}")
     if not isinstance(params[0], Sequence):
         return [list(params)] * num_features
     if len(params) == 1:
         return [list(params[0])] * num_features
     if len(params) != num_features:
-        raise ValueError(f"ANCHOR_GENERATOR.{name.upper()} has {len(params)} lists for {num_features} feature maps")
+        raise UserError(f"ANCHOR_GENERATOR.{name.upper()} has {len(params)} lists for {num_features} feature maps")
     return [list(p) for p in params]
 
 
@@ -71,7 +72,7 @@ class DefaultAnchorGenerator(nn.Module):
     def __init__(self, sizes, aspect_ratios, strides: Sequence[int], offset: float = 0.5):
         super().__init__()
         if not 0.0 <= offset < 1.0:
-            raise ValueError(f"ANCHOR_GENERATOR.OFFSET must be in [0, 1), got {offset}")
+            raise UserError(f"ANCHOR_GENERATOR.OFFSET must be in [0, 1), got {offset}")
         self.strides = list(strides)
         self.num_features = len(self.strides)
         sizes = _broadcast_params(sizes, self.num_features, "sizes")

@@ -4,6 +4,8 @@ from typing import List, Sequence
 
 import torch
 
+from maskrcnn_multi.config.errors import UserError
+
 __all__ = ["Box2BoxTransform", "smooth_l1_loss", "giou_loss", "dense_box_regression_loss"]
 
 # Largest dw/dh fed to exp(): a box never grows beyond 1000/16 times its anchor in one step.
@@ -20,7 +22,7 @@ class Box2BoxTransform:
 
     def __init__(self, weights: Sequence[float], scale_clamp: float = _DEFAULT_SCALE_CLAMP):
         if len(weights) != 4:
-            raise ValueError(f"Box2BoxTransform: weights needs 4 numbers (wx, wy, ww, wh), got {tuple(weights)}")
+            raise UserError(f"Box2BoxTransform: weights needs 4 numbers (wx, wy, ww, wh), got {tuple(weights)}")
         self.weights = tuple(weights)
         self.scale_clamp = scale_clamp
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.errors import UserError
+
 
 @dataclass
 class ShapeSpec:
@@ -171,7 +173,7 @@ def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: i
         if len(norm) == 0:
             return None
         if norm not in _NORMS:
-            raise ValueError(f"unknown norm '{norm}' (choose from: '', {', '.join(_NORMS)})")
+            raise UserError(f"unknown norm '{norm}' (choose from: '', {', '.join(_NORMS)})")
         norm = _NORMS[norm]
     return norm(out_channels)
 

@@ -4,6 +4,8 @@ from typing import List, Sequence, Tuple
 
 import torch
 
+from maskrcnn_multi.config.errors import UserError
+
 __all__ = ["Matcher"]
 
 
@@ -24,13 +26,13 @@ class Matcher:
     def __init__(self, thresholds: Sequence[float], labels: Sequence[int], allow_low_quality_matches: bool = False):
         thresholds = list(thresholds)
         if any(low > high for low, high in zip(thresholds[:-1], thresholds[1:])):
-            raise ValueError(f"Matcher: thresholds must be increasing, got {thresholds}")
+            raise UserError(f"Matcher: thresholds must be increasing, got {thresholds}")
         if thresholds and thresholds[0] <= 0:
-            raise ValueError(f"Matcher: thresholds must be positive, got {thresholds}")
+            raise UserError(f"Matcher: thresholds must be positive, got {thresholds}")
         if any(label not in (-1, 0, 1) for label in labels):
-            raise ValueError(f"Matcher: labels must be in (-1, 0, 1), got {list(labels)}")
+            raise UserError(f"Matcher: labels must be in (-1, 0, 1), got {list(labels)}")
         if len(labels) != len(thresholds) + 1:
-            raise ValueError(f"Matcher: needs len(thresholds) + 1 labels, got thresholds {thresholds} "
+            raise UserError(f"Matcher: needs len(thresholds) + 1 labels, got thresholds {thresholds} "
                              f"and labels {list(labels)}")
         self.thresholds: List[float] = [-math.inf] + thresholds + [math.inf]
         self.labels: List[int] = list(labels)

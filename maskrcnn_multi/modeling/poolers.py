@@ -5,6 +5,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.ops import roi_align
 from maskrcnn_multi.structures import Boxes
 
@@ -84,7 +85,7 @@ class ROIPooler(nn.Module):
             raise ValueError(f"ROIPooler: output_size must be an int or a pair, got {output_size}")
         self.output_size = tuple(int(side) for side in output_size)
         if pooler_type not in _POOLER_TYPES:
-            raise ValueError(f"unknown pooler type '{pooler_type}' (choose from: {', '.join(_POOLER_TYPES)})")
+            raise UserError(f"unknown pooler type '{pooler_type}' (choose from: {', '.join(_POOLER_TYPES)})")
         self.level_poolers = nn.ModuleList(
             ROIAlign(self.output_size, spatial_scale=scale, sampling_ratio=sampling_ratio,
                      aligned=_POOLER_TYPES[pooler_type])

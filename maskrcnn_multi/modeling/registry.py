@@ -10,6 +10,8 @@ Each table's entries are called as detectron2 calls them: `TABLE.get(name)(cfg, 
 """
 from typing import Any, Callable, Optional
 
+from maskrcnn_multi.config.errors import UserError
+
 __all__ = ["Registry"]
 
 
@@ -42,7 +44,7 @@ class Registry(dict):
             return self[name]
         if default is not None:
             return default
-        raise ValueError(f"unknown {self.config_key} {name!r} (choose from: {', '.join(self)})")
+        raise UserError(f"unknown {self.config_key} {name!r} (choose from: {', '.join(self)})")
 
     def __repr__(self) -> str:
         return f"Registry({self.config_key}: {', '.join(self)})"

@@ -3,6 +3,8 @@ from typing import Tuple
 
 import torch
 
+from maskrcnn_multi.config.errors import UserError
+
 __all__ = ["subsample_labels"]
 
 
@@ -20,7 +22,7 @@ def subsample_labels(
         pos_idx, neg_idx: LongTensors of indices into ``labels`` (at most num_samples together).
     """
     if not 0.0 <= positive_fraction <= 1.0:
-        raise ValueError(f"subsample_labels: positive_fraction must be in [0, 1], got {positive_fraction}")
+        raise UserError(f"subsample_labels: positive_fraction must be in [0, 1], got {positive_fraction}")
     positive = torch.nonzero((labels != -1) & (labels != bg_label), as_tuple=True)[0]
     negative = torch.nonzero(labels == bg_label, as_tuple=True)[0]
 

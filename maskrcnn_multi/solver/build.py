@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Type
 import torch
 from torch import nn
 
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.backends.amp import is_normalization  # one definition: O2 keeps the same layers fp32
 
 from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR
@@ -78,11 +79,11 @@ def build_gradient_clipper(cfg) -> Optional[Callable[[Iterable[torch.Tensor]], N
         return None
     clip_type, clip_value = clip.CLIP_TYPE, float(clip.CLIP_VALUE)
     if clip_type not in CLIP_TYPES:
-        raise ValueError(
+        raise UserError(
             f"unknown SOLVER.CLIP_GRADIENTS.CLIP_TYPE '{clip_type}' (choose from: {', '.join(CLIP_TYPES)})"
         )
     if clip_value <= 0:
-        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0, got {clip_value}")
+        raise UserError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0, got {clip_value}")
     if clip_type == "value":
         return lambda params: torch.nn.utils.clip_grad_value_(list(params), clip_value)
     norm_type = float(clip.NORM_TYPE)
@@ -122,7 +123,7 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimize")
     name = solver.get("OPTIMIZER", "SGD")
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown SOLVER.OPTIMIZER '{name}' (choose from: {', '.join(OPTIMIZERS)})")
+        raise UserError(f"unknown SOLVER.OPTIMIZER '{name}' (choose from: {', '.join(OPTIMIZERS)})")
     if name == "SGD":
         optimizer_type: Type[torch.optim.Optimizer] = torch.optim.SGD
         arguments = {"momentum": solver.MOMENTUM, "nesterov": bool(solver.get("NESTEROV", False))}
@@ -150,4 +151,4 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_
         end_lr = float(solver.get("BASE_LR_END", 0.0))
         end_factor = end_lr / solver.BASE_LR if solver.BASE_LR > 0 else 0.0
         return WarmupCosineLR(optimizer, solver.MAX_ITER, end_factor=end_factor, **warmup)
-    raise ValueError(f"unknown SOLVER.LR_SCHEDULER_NAME '{name}' (choose from: {', '.join(SCHEDULERS)})")
+    raise UserError(f"unknown SOLVER.LR_SCHEDULER_NAME '{name}' (choose from: {', '.join(SCHEDULERS)})")

@@ -11,6 +11,8 @@ from typing import List, Sequence
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from ..config.errors import UserError
+
 __all__ = ["WarmupMultiStepLR", "WarmupCosineLR", "warmup_factor_at_iter"]
 
 logger = logging.getLogger(__name__)
@@ -31,16 +33,16 @@ def warmup_factor_at_iter(method: str, iteration: int, warmup_iters: int, warmup
     if method == "linear":
         alpha = iteration / warmup_iters
         return warmup_factor * (1.0 - alpha) + alpha
-    raise ValueError(f"unknown SOLVER.WARMUP_METHOD '{method}' (choose from: {', '.join(WARMUP_METHODS)})")
+    raise UserError(f"unknown SOLVER.WARMUP_METHOD '{method}' (choose from: {', '.join(WARMUP_METHODS)})")
 
 
 def _check_warmup(method: str, warmup_iters: int, warmup_factor: float) -> None:
     if method not in WARMUP_METHODS:
-        raise ValueError(f"unknown SOLVER.WARMUP_METHOD '{method}' (choose from: {', '.join(WARMUP_METHODS)})")
+        raise UserError(f"unknown SOLVER.WARMUP_METHOD '{method}' (choose from: {', '.join(WARMUP_METHODS)})")
     if warmup_iters < 0:
-        raise ValueError(f"SOLVER.WARMUP_ITERS must be >= 0, got {warmup_iters}")
+        raise UserError(f"SOLVER.WARMUP_ITERS must be >= 0, got {warmup_iters}")
     if not 0.0 <= warmup_factor <= 1.0:
-        raise ValueError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
+        raise UserError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
 
 
 class _WarmupLR(LRScheduler):
@@ -87,7 +89,7 @@ class WarmupMultiStepLR(_WarmupLR):
     ):
         milestones = [int(m) for m in milestones]
         if milestones != sorted(milestones):
-            raise ValueError(f"SOLVER.STEPS must be increasing, got {tuple(milestones)}")
+            raise UserError(f"SOLVER.STEPS must be increasing, got {tuple(milestones)}")
         if max_iter > 0 and any(m > max_iter for m in milestones):
             logger.warning(
                 "SOLVER.STEPS %s has milestones beyond SOLVER.MAX_ITER %d; they are never reached",
@@ -115,7 +117,7 @@ class WarmupCosineLR(_WarmupLR):
         last_epoch: int = -1,
     ):
         if max_iter <= 0:
-            raise ValueError(f"SOLVER.MAX_ITER must be > 0 for the cosine schedule, got {max_iter}")
+            raise UserError(f"SOLVER.MAX_ITER must be > 0 for the cosine schedule, got {max_iter}")
         self.max_iter = max_iter
         self.end_factor = end_factor
         super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)

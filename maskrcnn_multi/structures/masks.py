@@ -25,6 +25,8 @@ def polygons_to_bitmask(polygons: List[np.ndarray], height: int, width: int) -> 
     if len(polygons) == 0:
         # COCOAPI does not support empty polygons
         return np.zeros((height, width)).astype(bool)
+    if not all(np.isfinite(np.asarray(polygon, dtype=np.float64)).all() for polygon in polygons):
+        raise ValueError("polygons_to_bitmask: a polygon has NaN or infinite coordinates")
     rles = mask_util.frPyObjects(polygons, height, width)
     rle = mask_util.merge(rles)
     return mask_util.decode(rle).astype(bool)
@@ -171,6 +173,9 @@ class PolygonMasks:
             polygon = np.asarray(polygon).astype("float64")
             if len(polygon) % 2 != 0 or len(polygon) < 6:
                 raise ValueError(f"a polygon needs an even number >= 6 of coordinates, got {len(polygon)}")
+            if not np.isfinite(polygon).all():
+                # pycocotools would rasterize it over a near-infinite extent (memory grows until killed)
+                raise ValueError(f"a polygon has NaN or infinite coordinates: {polygon.tolist()[:8]}")
             return polygon
 
         def process_instance(polygons_per_instance: Any) -> List[np.ndarray]:

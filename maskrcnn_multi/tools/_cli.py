@@ -1,34 +1,111 @@
-"""What every command-line tool does with a user's mistake: one line naming the culprit, exit code 2.
+"""The contract of every command-line tool: a user error is one line naming the culprit, exit code 2.
 
-Bad input (an unknown device or config key, a missing file, broken JSON, a corrupt image, a checkpoint
-from another architecture, a NaN loss) raises one of the errors below with a message that already names
-the culprit; a traceback would only bury it. MASKRCNN_DEBUG=1 shows the traceback again.
+A user error is
+- a `UserError` (maskrcnn_multi.config.errors; ConfigError, DatasetError, BadImageError,
+  CheckpointError and BackendUnavailableError are ones): a bad value, file or record, whose message
+  already names the culprit and where it came from;
+- an `OSError` about a file the run was pointed at (missing, not a folder, no permission, disk full),
+  which names the file;
+- a `FloatingPointError`: training diverged (a NaN or infinite loss, named with its iteration);
+- a `SystemExit` carrying a message instead of an exit status;
+- a command-line mistake found by `ArgumentParser` below (it raises UserError instead of printing the
+  usage and exiting).
+It is printed as `prog: error: message` on stderr, nothing else, and the exit code is 2. Any other
+exception is a bug and keeps its traceback (exit code 1). MASKRCNN_DEBUG=1 shows the traceback of a
+user error too.
 """
+import argparse
+import errno
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
-from maskrcnn_multi.backends.base import BackendUnavailableError
-from maskrcnn_multi.checkpoint.paths import CheckpointError
-from maskrcnn_multi.config.errors import ConfigError
-from maskrcnn_multi.data.coco import DatasetError
-from maskrcnn_multi.data.detection_utils import BadImageError
+from maskrcnn_multi.config.errors import UserError
 
-USER_ERRORS = (
-    ConfigError, DatasetError, BadImageError, BackendUnavailableError, CheckpointError,
-    FileNotFoundError, FloatingPointError, ValueError,
+__all__ = ["ArgumentParser", "DEBUG_ENV", "USER_ERRORS", "is_user_error", "prepare_output_dir", "run_main",
+           "user_message"]
+
+DEBUG_ENV = "MASKRCNN_DEBUG"
+USER_ERRORS = (UserError, FloatingPointError)
+
+# errno values that describe the user's files or machine, not the program
+_ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ENOENT", "EACCES", "EPERM", "ENOSPC", "EDQUOT", "EROFS", "ENOTDIR", "EISDIR", "EEXIST", "ENAMETOOLONG",
+        "ELOOP", "EFBIG", "EIO",
+    ) if hasattr(errno, name)
 )
 
 
-def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
-    """Run a tool's `main(argv)`; a user error becomes `prog: error: message` on stderr and exit code 2."""
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose mistakes raise `UserError` (one line through `run_main`, exit code 2)
+    instead of printing the usage and exiting; `--help` still prints the help and exits with 0."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def is_user_error(error: BaseException) -> bool:
+    """True when `error` is the user's (see the module docstring), not a bug."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    if isinstance(error, SystemExit):
+        return isinstance(error.code, str)
+    return isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS and error.filename is not None
+
+
+def user_message(error: BaseException) -> str:
+    """The error's message on one line. An error re-raised by a DataLoader worker carries the worker's
+    traceback in its message: only its last line, the original message, is kept."""
+    if isinstance(error, SystemExit):
+        text = str(error.code)
+    else:
+        text = str(error)
+    if "Original Traceback" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else text
+        name = type(error).__name__
+        for prefix in (f"{type(error).__module__}.{name}: ", f"{name}: "):
+            if prefix in last:
+                last = last.split(prefix, 1)[1]
+                break
+        text = last
+    return " ".join(text.split()) or type(error).__name__
+
+
+def prepare_output_dir(path: str, what: str) -> str:
+    """Create folder `path` (with its parents) for `what` (e.g. "OUTPUT_DIR"); a path that exists
+    and is not a folder, or that cannot be created, is a UserError naming it. Returns `path`."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{what} '{path}' is a file, not a folder: choose a folder (nothing was written)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{what} '{path}' cannot be created: {error.strerror or error}") from error
+    return path
+
+
+def _prog_name(prog: Optional[str]) -> str:
+    if prog:
+        return prog
+    if sys.argv and sys.argv[0]:
+        name = os.path.basename(sys.argv[0])
+        return name[:-3] if name.endswith(".py") else name
+    return "maskrcnn_multi"
+
+
+def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None,
+             prog: Optional[str] = None) -> int:
+    """Run a tool's `main(argv)` under the contract above; returns the exit code."""
     try:
         status = main(argv)
         return status if isinstance(status, int) else 0  # train_net returns its results
-    except USER_ERRORS as error:
-        if os.environ.get("MASKRCNN_DEBUG"):
+    except (Exception, SystemExit) as error:  # not KeyboardInterrupt: Ctrl-C keeps its traceback
+        if not is_user_error(error):
             raise
-        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "maskrcnn_multi"
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"{prog}: error: {message} (MASKRCNN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+            raise
+        print(f"{_prog_name(prog)}: error: {user_message(error)} ({DEBUG_ENV}=1 shows the traceback)",
+              file=sys.stderr)
+        sys.stderr.flush()
         return 2

@@ -31,11 +31,11 @@ import torch
 
 from maskrcnn_multi.backends import LossScaler, get_backend
 from maskrcnn_multi.backends.amp import apply_opt_level
-from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.engine.inference import for_inference, set_training_memory_format
 from maskrcnn_multi.modeling import build_model
 from maskrcnn_multi.structures import Boxes, Instances, PolygonMasks
-from maskrcnn_multi.tools._cli import run_main
+from maskrcnn_multi.tools._cli import ArgumentParser, run_main
 
 logger = logging.getLogger("maskrcnn_multi.benchmark")
 
@@ -49,7 +49,7 @@ TASKS = ("inference", "train")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmark", description="maskrcnn_multi model benchmark, random data")
+    parser = ArgumentParser(prog="benchmark", description="maskrcnn_multi model benchmark, random data")
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--device", default=None, help="MODEL.DEVICE (default: the config's)")
     parser.add_argument("--task", choices=TASKS + ("both",), default="both")
@@ -67,11 +67,11 @@ def _split(text: str, name: str, allowed=None, convert=str) -> List:
     try:
         values = [convert(item) for item in items]
     except ValueError:
-        raise ValueError(f"benchmark: --{name} {text!r} is not a comma-separated list of numbers") from None
+        raise UserError(f"--{name} {text!r} is not a comma-separated list of numbers") from None
     if not values or (allowed is not None and any(v not in allowed for v in values)):
-        raise ValueError(f"benchmark: --{name} {text!r}: choose from {', '.join(allowed or [])}")
+        raise UserError(f"--{name} {text!r}: choose from {', '.join(allowed or [])}")
     if convert is int and any(v < 1 for v in values):
-        raise ValueError(f"benchmark: --{name} {text!r}: thread counts must be >= 1")
+        raise UserError(f"--{name} {text!r}: thread counts must be >= 1")
     return values
 
 
@@ -214,9 +214,9 @@ def format_table(results: Sequence[Dict], modes: Sequence[str], tasks: Sequence[
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
-        raise ValueError(f"benchmark: --iters must be >= 1 and --warmup >= 0, got {args.iters}, {args.warmup}")
+        raise UserError(f"--iters must be >= 1 and --warmup >= 0, got {args.iters}, {args.warmup}")
     if len(args.opts) % 2:
-        raise ValueError(f"benchmark: --opts must be KEY VALUE pairs; {args.opts[-1]!r} has no value")
+        raise UserError(f"--opts must be KEY VALUE pairs; {args.opts[-1]!r} has no value")
     logging.basicConfig(level=logging.WARNING)
     if args.cell:
         mode, task, threads = args.cell
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
 
 def cli() -> int:
     """Console entry point: a user error prints one line and exits with 2."""
-    return run_main(main)
+    return run_main(main, prog="benchmark")
 
 
 if __name__ == "__main__":

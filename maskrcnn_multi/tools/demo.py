@@ -2,6 +2,12 @@
 
     python -m maskrcnn_multi.tools.demo --config-file CFG --input a.jpg 'dir/*.jpg' --output out/ \\
         [--confidence-threshold 0.5] [--opts KEY VALUE ...]   (or trailing KEY VALUE pairs)
+
+Images are read as training reads them (``data.read_image``: any bit depth, EXIF orientation). Each
+drawn image keeps its input's file name in the output folder; when two inputs share a name
+(``a/x.jpg``, ``b/x.jpg``) every output keeps its path below the inputs' common folder instead
+(``out/a/x.jpg``, ``out/b/x.jpg``), so none overwrites another. An input that cannot be read is
+skipped with a warning and the run ends with exit code 2 naming it; a user error is one line.
 """
 import argparse
 import glob
@@ -15,10 +21,11 @@ import cv2
 import numpy as np
 import tqdm
 
-from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.config import UserError, get_cfg
+from maskrcnn_multi.data import BadImageError, read_image
 from maskrcnn_multi.engine import DefaultPredictor
 from maskrcnn_multi.tools._coco_names import COCO_CLASS_NAMES
-from maskrcnn_multi.tools._cli import run_main
+from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
 
 logger = logging.getLogger("maskrcnn_multi.demo")
 
@@ -30,7 +37,7 @@ _PALETTE = np.array([
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="maskrcnn_multi demo: draw detections on images")
+    parser = ArgumentParser(prog="demo", description="maskrcnn_multi demo: draw detections on images")
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config file")
     parser.add_argument("--input", nargs="+", required=True, help="images or glob patterns ('dir/*.jpg')")
     parser.add_argument("--output", required=True,
@@ -47,7 +54,7 @@ def setup_cfg(args, extra_opts: Sequence[str] = ()):
     cfg.merge_from_file(args.config_file)
     opts = list(args.opts) + list(extra_opts)
     if len(opts) % 2:
-        raise SystemExit(f"demo: config overrides must be KEY VALUE pairs, got an odd list: {opts}")
+        raise UserError(f"config overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
     cfg.merge_from_list(opts)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
     cfg.freeze()
@@ -74,12 +81,17 @@ def class_names_for(cfg) -> List[str]:
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:
-    paths = []
+    """The files the --input patterns match, in order, each once (a file two patterns match is
+    drawn once); a pattern matching no file is a UserError naming it."""
+    paths, seen = [], set()
     for pattern in patterns:
-        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        matched = sorted(path for path in glob.glob(os.path.expanduser(pattern)) if not os.path.isdir(path))
         if not matched:
-            raise SystemExit(f"demo: --input '{pattern}' matches no file")
-        paths.extend(matched)
+            raise UserError(f"--input '{pattern}' matches no file")
+        for path in matched:
+            if os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                paths.append(path)
     return paths
 
 
@@ -116,41 +128,79 @@ def draw_instances(image_bgr: np.ndarray, instances, class_names: Sequence[str],
     return drawn
 
 
-def output_path(output: str, input_path: str, num_inputs: int) -> str:
-    if num_inputs > 1 or output.endswith(os.sep) or os.path.isdir(output):
-        os.makedirs(output, exist_ok=True)
-        return os.path.join(output, os.path.basename(input_path))
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    return output
+def output_names(input_paths: Sequence[str]) -> List[str]:
+    """Each input's name inside the output folder: its file name, or, when two inputs share a file
+    name, every input's path relative to the inputs' common folder."""
+    names = [os.path.basename(path) for path in input_paths]
+    if len(set(names)) == len(names):
+        return names
+    folders = [os.path.dirname(os.path.abspath(path)) for path in input_paths]
+    common = os.path.commonpath(folders)
+    logger.info("inputs share file names: outputs keep their paths below %s", common)
+    return [os.path.relpath(os.path.abspath(path), common) for path in input_paths]
+
+
+def plan_outputs(output: str, input_paths: Sequence[str]) -> List[str]:
+    """Where each drawn input goes: ``output`` itself for one input (unless it is a folder or ends
+    with a separator), else ``output/<output_names>``. Folders are created; an ``output`` that is a
+    file where a folder is needed, or a file type OpenCV cannot write, is a UserError naming it."""
+    if len(input_paths) == 1 and not output.endswith(os.sep) and not os.path.isdir(output):
+        prepare_output_dir(os.path.dirname(os.path.abspath(output)), "the folder of --output")
+        if not cv2.haveImageWriter(output):
+            raise UserError(f"--output '{output}': OpenCV cannot write this file type (use .jpg or .png)")
+        return [output]
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"--output '{output}' is a file, but {len(input_paths)} inputs need a folder")
+    prepare_output_dir(output, "--output")
+    targets = [os.path.join(output, name) for name in output_names(input_paths)]
+    for target in targets:
+        prepare_output_dir(os.path.dirname(target), "--output")
+    return targets
+
+
+def _write(target: str, image: np.ndarray) -> None:
+    try:
+        written = cv2.imwrite(target, image)
+    except cv2.error as error:
+        raise UserError(f"cannot write '{target}': {' '.join(str(error).split())}") from None
+    if not written:
+        raise UserError(f"cannot write '{target}' (disk full, no permission, or a type OpenCV cannot write?)")
 
 
 def main(argv=None) -> int:
     args, extra = get_parser().parse_known_args(argv)
     unknown_flags = [item for item in extra if item.startswith("--")]
     if unknown_flags:
-        raise SystemExit(f"demo: unknown arguments {unknown_flags}")
+        raise UserError(f"unknown option(s) {' '.join(unknown_flags)} (see demo --help)")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s", stream=sys.stdout)
     cfg = setup_cfg(args, extra)
+    paths = expand_inputs(args.input)
+    targets = plan_outputs(args.output, paths)  # before the model loads: a wrong --output fails fast
     predictor = DefaultPredictor(cfg)
     class_names = class_names_for(cfg)
-    paths = expand_inputs(args.input)
-    for path in tqdm.tqdm(paths, desc="demo"):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise SystemExit(f"demo: cannot read image '{path}'")
+    unreadable = []
+    # the bar is for a terminal; piped, stderr keeps only the error line
+    for path, target in zip(tqdm.tqdm(paths, desc="demo", disable=not sys.stderr.isatty()), targets):
+        try:
+            image = np.ascontiguousarray(read_image(path, "BGR"))  # cv2 draws on contiguous arrays only
+        except BadImageError as error:
+            logger.warning("skipping %s", error)
+            unreadable.append(error)
+            continue
         start = time.perf_counter()
         predictions = predictor(image)
         instances = predictions["instances"]
         logger.info("%s: detected %d instances in %.2fs", path, len(instances), time.perf_counter() - start)
-        target = output_path(args.output, path, len(paths))
-        if not cv2.imwrite(target, draw_instances(image, instances, class_names)):
-            raise SystemExit(f"demo: cannot write '{target}'")
+        _write(target, draw_instances(image, instances, class_names))
+    if unreadable:
+        raise UserError(f"{len(unreadable)} of {len(paths)} inputs could not be read (the others were drawn): "
+                        f"{unreadable[0]}")
     return 0
 
 
 def cli() -> int:
     """Console entry point: a user error prints one line and exits with 2."""
-    return run_main(main)
+    return run_main(main, prog="demo")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ the Ascend ModelZoo's arguments.
         [--data_path COCO_ROOT] [--device-ids 0 1 ...] [--master-addr A --master-port P] \\
         [--opts] KEY VALUE ...
 
+Options may also follow the KEY VALUE pairs (``... SOLVER.MAX_ITER 3 --eval-only``). A user error
+(a bad option, config value, dataset or file) is one line on stderr and exit code 2 (``tools._cli``);
+nothing in OUTPUT_DIR is replaced before the run has proven itself: config.yaml is written after
+the first training iteration (or, with --eval-only, once the weights have loaded).
+
 Several processes: run it under torchrun (``python -m torch.distributed.run --nproc_per_node N -m
 maskrcnn_multi.tools.train_net ...``); started with ``--num-gpus N`` outside torchrun it re-executes
 itself under torchrun (``engine.launch``). ``--device-ids`` maps local ranks to device indices.
@@ -20,16 +25,16 @@ from typing import List, Optional, Sequence
 
 from maskrcnn_multi.backends import Backend, get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
-from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.data import register_coco_2017, register_coco_instances
+from maskrcnn_multi.config import UserError, get_cfg
+from maskrcnn_multi.data import check_dataset_names, register_coco_2017, register_coco_instances
 from maskrcnn_multi.engine.hooks import HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
 )
 from maskrcnn_multi.engine.runtime import apply_device_settings, resolve_input_shape
-from maskrcnn_multi.engine.trainer import DefaultTrainer
+from maskrcnn_multi.engine.trainer import DefaultTrainer, perf_only
 from maskrcnn_multi.evaluation import create_small_table, print_csv_format
-from maskrcnn_multi.tools._cli import run_main
+from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
 
 logger = logging.getLogger("maskrcnn_multi.tools.train_net")
 
@@ -37,7 +42,7 @@ _COCO_2017_FILES = ("annotations/instances_train2017.json", "annotations/instanc
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train or evaluate a Faster / Mask R-CNN model.")
+    parser = ArgumentParser(prog="train_net", description="Train or evaluate a Faster / Mask R-CNN model.")
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to the config file")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint")
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
@@ -61,21 +66,57 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _split_device_ids(args: argparse.Namespace) -> List[str]:
+    """``--device-ids 0 1 AMP 1`` swallows the pairs after the ids: keep the ids, return the rest."""
+    if not args.device_ids:
+        return []
+    ids = list(args.device_ids)
+    count = next((i for i, token in enumerate(ids) if not token.isdigit()), len(ids))
+    args.device_ids = [int(token) for token in ids[:count]]
+    return ids[count:]
+
+
+def _merge_options(args: argparse.Namespace, later: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Copy into ``args`` the options ``later`` (a parse of trailing tokens) set."""
+    for dest, value in vars(later).items():
+        if dest in ("opts", "flag_opts") or value == parser.get_default(dest):
+            continue
+        current = getattr(args, dest)
+        setattr(args, dest, current + value if isinstance(value, list) and isinstance(current, list) else value)
+
+
+def _overrides_and_trailing_options(args: argparse.Namespace, tokens: List[str],
+                                    parser: argparse.ArgumentParser) -> List[str]:
+    """The KEY VALUE pairs among ``tokens`` (what argparse left for the overrides). A token starting
+    with '-' where a KEY belongs cannot be a config key: it is an option typed after the pairs, so
+    it (and what follows) is parsed as options; an unknown one is a UserError naming it."""
+    pairs: List[str] = []
+    while tokens:
+        index = next((i for i in range(0, len(tokens), 2) if tokens[i].startswith("-")), None)
+        if index is None:
+            pairs += tokens
+            break
+        pairs += tokens[:index]
+        later = parser.parse_args(tokens[index:])
+        later_ids = _split_device_ids(later)
+        _merge_options(args, later, parser)
+        tokens = later_ids + list(later.opts or []) + list(later.flag_opts or [])
+    return pairs
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse, then move config pairs swallowed by ``--device-ids`` back to the overrides."""
-    args = argument_parser().parse_args(argv)
-    overrides: List[str] = []
-    if args.device_ids:
-        ids = list(args.device_ids)
-        count = next((i for i, token in enumerate(ids) if not token.isdigit()), len(ids))
-        args.device_ids, overrides = [int(token) for token in ids[:count]], ids[count:]
-    # "--opts" after trailing pairs lands inside the positional remainder: drop the flag itself
-    args.opts = [token for token in overrides + list(args.opts or []) + list(args.flag_opts or []) if token != "--opts"]
+    """Parse the command line: options anywhere, config overrides as KEY VALUE pairs (trailing or
+    after ``--opts``), config pairs swallowed by ``--device-ids`` moved back to the overrides."""
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    tokens = _split_device_ids(args) + list(args.opts or []) + list(args.flag_opts or [])
+    args.opts = _overrides_and_trailing_options(args, tokens, parser)
+    args.flag_opts = []
     if len(args.opts) % 2:
-        raise SystemExit(f"train_net: config overrides must be KEY VALUE pairs, got an odd list: {args.opts}")
+        raise UserError(f"config overrides must be KEY VALUE pairs; {args.opts[-1]!r} has no value")
     if args.master_addr or args.master_port:
         if args.dist_url:
-            raise SystemExit("train_net: give either --dist-url or --master-addr/--master-port, not both")
+            raise UserError("give either --dist-url or --master-addr/--master-port, not both")
         args.dist_url = f"tcp://{args.master_addr or '127.0.0.1'}:{args.master_port or 29500}"
     return args
 
@@ -89,7 +130,7 @@ def setup_logging(output_dir: Optional[str]) -> None:
     formatter = logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s", datefmt="%m/%d %H:%M:%S")
     handlers = [logging.StreamHandler(sys.stdout)]
     if is_main_process() and output_dir:
-        os.makedirs(output_dir, exist_ok=True)
+        prepare_output_dir(output_dir, "OUTPUT_DIR")
         handlers.append(logging.FileHandler(os.path.join(output_dir, "log.txt")))
     elif not is_main_process():
         formatter = logging.Formatter(f"[rank {get_rank()} %(name)s %(levelname)s] %(message)s")
@@ -102,7 +143,7 @@ def setup_logging(output_dir: Optional[str]) -> None:
 def _check_coco_root(root: str) -> None:
     missing = [name for name in _COCO_2017_FILES if not os.path.exists(os.path.join(root, name))]
     if missing:
-        raise SystemExit(f"train_net: --data_path {root} is not a COCO 2017 layout: {os.path.join(root, missing[0])} is missing")
+        raise UserError(f"--data_path {root} is not a COCO 2017 layout: {os.path.join(root, missing[0])} is missing")
 
 
 def register_datasets(data_path: Optional[str], datasets: Sequence[Sequence[str]] = ()) -> None:
@@ -116,7 +157,7 @@ def register_datasets(data_path: Optional[str], datasets: Sequence[Sequence[str]
     for name, json_file, image_root in datasets:
         for path in (json_file, image_root):
             if not os.path.exists(path):
-                raise SystemExit(f"train_net: --dataset {name}: {path} does not exist")
+                raise UserError(f"--dataset {name}: {path} does not exist")
         register_coco_instances(name, {}, os.path.abspath(json_file), os.path.abspath(image_root), replace=True)
 
 
@@ -130,17 +171,39 @@ def backend_for_this_rank(backend: Backend, device_ids: Optional[List[int]]) -> 
         return backend
     local_rank = get_local_rank()
     if device_ids and local_rank >= len(device_ids):
-        raise SystemExit(f"train_net: local rank {local_rank} has no entry in --device-ids {device_ids}")
+        raise UserError(f"local rank {local_rank} has no entry in --device-ids {device_ids}")
     return backend.with_index(device_ids[local_rank] if device_ids else local_rank)
+
+
+def check_datasets(cfg, eval_only: bool) -> None:
+    """Every dataset the run will read is registered: DATASETS.TRAIN unless ``eval_only``, and
+    DATASETS.TEST unless PERF_ONLY skips evaluation (found now, not after training)."""
+    if not eval_only:
+        check_dataset_names(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    if eval_only or not perf_only():
+        check_dataset_names(cfg.DATASETS.TEST, "DATASETS.TEST")
+
+
+def save_config(cfg) -> None:
+    """Write OUTPUT_DIR/config.yaml (rank 0). Called once the run has proven itself (weights loaded
+    for an evaluation, the first training iteration done), so a mistaken command leaves an earlier
+    run's config.yaml in place."""
+    if is_main_process():
+        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        with open(path, "w") as config_file:
+            config_file.write(cfg.dump())
+        logger.info("Full config saved to %s", path)
 
 
 def setup(args: argparse.Namespace):
     """The frozen config of this run and its backend (resolved once, here); joins the process group,
-    sets up logging, writes config.yaml (with MODEL.DEVICE and INPUT.FIX_SHAPE as resolved)."""
+    sets up logging, checks the datasets. config.yaml (MODEL.DEVICE and INPUT.FIX_SHAPE as resolved)
+    is written later, by ``save_config``."""
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    prepare_output_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR")  # before any rank joins: all see the same mistake
     backend = get_backend(cfg.MODEL.DEVICE)  # validates MODEL.DEVICE (and loads torch_npu) first
     init_distributed(backend.dist_backend)
     backend = backend_for_this_rank(backend, args.device_ids)
@@ -151,13 +214,24 @@ def setup(args: argparse.Namespace):
     cfg.freeze()
     setup_logging(cfg.OUTPUT_DIR)
     register_datasets(args.data_path, args.dataset)
+    check_datasets(cfg, args.eval_only)
     if is_main_process():
         logger.info("Command line arguments: %s", args)
         logger.info("Running with full config:\n%s", cfg.dump())
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as config_file:
-            config_file.write(cfg.dump())
-        logger.info("Full config saved to %s", os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
     return cfg, backend
+
+
+class SaveConfigAfterFirstStep(HookBase):
+    """Writes config.yaml after this run's first iteration (see ``save_config``)."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        self._saved = False
+
+    def after_step(self) -> None:
+        if not self._saved:
+            self._saved = True
+            save_config(self._cfg)
 
 
 class ProgressBar(HookBase):
@@ -196,18 +270,17 @@ def run(args: argparse.Namespace):
         apply_device_settings(cfg, backend, training=False)
         model = DefaultTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        save_config(cfg)
         results = DefaultTrainer.test(cfg, model, backend=backend)
         if is_main_process():
             print_results(results)
         return results
     trainer = DefaultTrainer(cfg, backend=backend)
     trainer.resume_or_load(resume=args.resume)
+    trainer.register_hooks([SaveConfigAfterFirstStep(cfg)])
     if is_main_process() and sys.stdout.isatty():
         trainer.register_hooks([ProgressBar()])
-    try:
-        results = trainer.train()
-    except FloatingPointError as error:
-        raise SystemExit(f"train_net: {error}") from None
+    results = trainer.train()  # a FloatingPointError (diverged) is one line through run_main
     if is_main_process():
         print_results(results)
     return results
@@ -223,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None):
 
 def cli() -> int:
     """Console entry point: a user error prints one line and exits with 2."""
-    return run_main(main)
+    return run_main(main, prog="train_net")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ import torch
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.data import (
     BadImageError,
+    DatasetCatalog,
+    DatasetError,
     DatasetMapper,
     InferenceSampler,
+    MetadataCatalog,
     TrainingSampler,
+    UnknownDatasetError,
     build_detection_test_loader,
     build_detection_train_loader,
     load_coco_json,
@@ -25,6 +29,7 @@ from maskrcnn_multi.data import samplers as samplers_module
 def _cfg(num_workers=0, grouping=True, batch=2):
     cfg = get_cfg()
     cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3  # the shapes set's categories
     cfg.INPUT.MIN_SIZE_TRAIN = (96,)
     cfg.INPUT.MIN_SIZE_TEST = 96
     cfg.DATALOADER.NUM_WORKERS = num_workers
@@ -161,3 +166,61 @@ def test_the_mapper_leaves_the_callers_numpy_state_alone(shapes_root):
     np_state = np.random.get_state()
     _batches(build_detection_train_loader(_cfg(), dataset_dicts=_train_dicts(shapes_root)), 2)
     assert np.array_equal(np.random.get_state()[1], np_state[1])
+
+
+def test_num_classes_must_match_the_datasets_categories(shapes_root, temporary_dataset_names):
+    name = "unit_shapes_classes"
+    temporary_dataset_names.append(name)
+    register_coco_instances(name, {}, os.path.join(shapes_root, "annotations", "instances_train.json"),
+                            os.path.join(shapes_root, "train"))
+    cfg = _cfg()
+    cfg.DATASETS.TRAIN = (name,)
+    for num_classes in (2, 80):
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+        message = (rf"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes} but dataset '{name}' has 3 categories "
+                   r"\(rectangle, ellipse, triangle\): set MODEL.ROI_HEADS.NUM_CLASSES 3")
+        with pytest.raises(DatasetError, match=message):
+            build_detection_train_loader(cfg)
+        with pytest.raises(DatasetError, match=message):
+            build_detection_test_loader(cfg, name)
+    cfg.MODEL.META_ARCHITECTURE = "ProposalNetwork"  # no box classes to match
+    build_detection_train_loader(cfg)
+
+
+def test_category_ids_beyond_num_classes_are_named(shapes_root):
+    dicts = _train_dicts(shapes_root)
+    dicts[0]["annotations"][0] = dict(dicts[0]["annotations"][0], category_id=7)
+    with pytest.raises(DatasetError, match=r"has category_id 7, outside 0..2 of MODEL.ROI_HEADS.NUM_CLASSES 3"):
+        build_detection_train_loader(_cfg(), dataset_dicts=dicts)
+
+
+def test_datasets_with_different_categories_are_refused(temporary_dataset_names):
+    for name, classes in (("unit_a", ["cat", "dog"]), ("unit_b", ["dog", "cat"])):
+        temporary_dataset_names.append(name)
+        DatasetCatalog.register(name, lambda: [{"file_name": "x.jpg", "annotations": [{"iscrowd": 0}]}])
+        MetadataCatalog.get(name).set(thing_classes=classes)
+    cfg = _cfg()
+    cfg.DATASETS.TRAIN = ("unit_a", "unit_b")
+    with pytest.raises(DatasetError, match=r"datasets 'unit_a' and 'unit_b' have different categories"):
+        build_detection_train_loader(cfg)
+
+
+def test_unregistered_dataset_names_the_config_key():
+    cfg = _cfg()
+    cfg.DATASETS.TRAIN = ("nope_train",)
+    with pytest.raises(UnknownDatasetError, match=r"DATASETS.TRAIN names dataset 'nope_train', which is not registered"):
+        build_detection_train_loader(cfg)
+    with pytest.raises(UnknownDatasetError, match=r"DATASETS.TEST names dataset 'nope_val'"):
+        build_detection_test_loader(cfg, "nope_val")
+
+
+def test_every_training_image_unreadable_is_one_error(shapes_root, tmp_path, caplog):
+    dicts = _train_dicts(shapes_root)
+    for index, record in enumerate(dicts):
+        (tmp_path / f"bad{index}.jpg").write_bytes(b"not an image")
+        record["file_name"] = str(tmp_path / f"bad{index}.jpg")
+    loader = build_detection_train_loader(_cfg(grouping=False), dataset_dicts=dicts)
+    with caplog.at_level(logging.WARNING, logger="maskrcnn_multi.data.build"):
+        with pytest.raises(DatasetError, match=r"none of the 6 training images can be read .*the last: cannot read image"):
+            next(iter(loader))
+    assert len([r for r in caplog.records if "skipping image in training" in r.getMessage()]) == 6

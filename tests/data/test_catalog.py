@@ -1,7 +1,7 @@
 """Catalogs: registration by name, clear errors, metadata that cannot silently change."""
 import pytest
 
-from maskrcnn_multi.data import DatasetCatalog, MetadataCatalog, datasets_root
+from maskrcnn_multi.data import DatasetCatalog, MetadataCatalog, UnknownDatasetError, datasets_root
 
 
 def test_register_and_get(temporary_dataset_names):
@@ -15,6 +15,8 @@ def test_register_and_get(temporary_dataset_names):
 
 def test_unknown_dataset_lists_the_registered_ones():
     with pytest.raises(KeyError, match="dataset 'nope' is not registered"):
+        DatasetCatalog.get("nope")
+    with pytest.raises(UnknownDatasetError, match=r"registered: .*shapes_train"):  # a user error too
         DatasetCatalog.get("nope")
 
 

@@ -1,13 +1,14 @@
 """DatasetMapper: resized image, Instances fields, crowd/degenerate filtering, FIX_SHAPE, bad images."""
 import copy
 import os
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.data import BadImageError, DatasetMapper, ResizeShortestEdge, load_coco_json
+from maskrcnn_multi.data import BadImageError, DatasetError, DatasetMapper, ResizeShortestEdge, load_coco_json
 from maskrcnn_multi.structures import BitMasks, BoxMode, PolygonMasks
 
 
@@ -121,3 +122,17 @@ def test_the_mapper_reads_fix_shape_as_given_whatever_the_device(shapes_root):
     assert DatasetMapper.from_config(cfg, is_train=False).fix_shape is None
     cfg.INPUT.FIX_SHAPE = (256, 320)
     assert DatasetMapper.from_config(cfg, is_train=False).fix_shape == (256, 320)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(bbox=[float("nan"), 1.0, 5.0, 5.0]), r"annotation #0 has bbox \[nan, 1.0, 5.0, 5.0\]: a coordinate is NaN"),
+    (dict(bbox=["1", 1, 5, 5]), r"annotation #0 has bbox \['1', 1, 5, 5\]: expected numbers"),
+    (dict(segmentation=[[1.0, 1.0, float("inf"), 1.0, 4.0, 4.0]]), r"annotation #0 has polygon .*: a coordinate is NaN"),
+])
+def test_records_of_other_loaders_with_bad_coordinates_name_the_file(shapes_root, change, message):
+    """The COCO loader drops such annotations (counted); any other loader's reach the mapper, which
+    names the image instead of failing in Boxes.clip (or rasterizing a NaN polygon forever)."""
+    dataset_dict = _first_dict(shapes_root)
+    dataset_dict["annotations"][0].update(change)
+    with pytest.raises(DatasetError, match=re.escape(dataset_dict["file_name"]) + ": " + message):
+        DatasetMapper.from_config(_cfg(), is_train=True)(dataset_dict)

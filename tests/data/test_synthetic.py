@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from maskrcnn_multi.config import UserError
 from maskrcnn_multi.data import DatasetCatalog, MetadataCatalog, load_coco_json
 from maskrcnn_multi.data.synthetic import register as synthetic_register
 from maskrcnn_multi.data.synthetic.__main__ import main as cli_main
@@ -71,7 +72,7 @@ def test_ensure_generates_once_and_refuses_a_foreign_folder(tmp_path):
     assert ensure_synthetic(root, num_train=2, num_val=1, seed=2) == root and _tree_bytes(root) == before
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "stray.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="other exists but is not a complete shapes set"):
+    with pytest.raises(UserError, match="other exists but is not a complete shapes set"):
         ensure_synthetic(str(tmp_path / "other"))
 
 

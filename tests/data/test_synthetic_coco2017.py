@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from maskrcnn_multi.config import UserError
 from maskrcnn_multi.data import DatasetCatalog
 from maskrcnn_multi.data.coco import register_coco_2017
 from maskrcnn_multi.data.synthetic import generate_coco2017_layout, generate_shapes_dataset
@@ -35,5 +36,5 @@ def test_cli_layout_option_and_refusal_to_overwrite(tmp_path):
               "--image-size", "64", "64"])
     assert os.path.isfile(tmp_path / "annotations" / "instances_val2017.json")
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no staging left
-    with pytest.raises(FileExistsError, match="instances_train2017.json already exists"):
+    with pytest.raises(UserError, match="instances_train2017.json already exists"):
         generate_coco2017_layout(str(tmp_path), num_train=1, num_val=1)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskrcnn_multi.structures import BitMasks, Boxes, PolygonMasks, ROIMasks
+from maskrcnn_multi.structures import BitMasks, Boxes, PolygonMasks, ROIMasks, polygons_to_bitmask
 
 
 def _polygons():
@@ -48,6 +48,15 @@ def test_polygon_boxes_area_indexing_cat():
     assert polygons.polygons[1][0].dtype == np.float64
     with pytest.raises(ValueError, match="even number"):
         PolygonMasks([[[0, 0, 1, 1]]])
+
+
+def test_non_finite_polygons_are_refused_before_rasterizing():
+    """pycocotools rasterizes a NaN x-coordinate over a near-infinite extent (memory grows until the
+    process is killed): both entry points refuse it."""
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        PolygonMasks([[[float("nan"), 0, 4, 0, 4, 4]]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        polygons_to_bitmask([np.array([0, 0, float("inf"), 0, 4, 4])], 8, 8)
 
 
 def test_bitmasks_from_polygons_boxes_nonempty():

@@ -58,3 +58,16 @@ def test_class_names_follow_the_dataset_then_the_class_count():
     assert class_names_for(cfg) == ["class 0", "class 1", "class 2"]
     cfg.DATASETS.TEST = ("shapes_val",)
     assert class_names_for(cfg) == ["rectangle", "ellipse", "triangle"]
+
+
+def test_output_names_keep_inputs_of_the_same_name_apart(tmp_path):
+    from maskrcnn_multi.tools.demo import expand_inputs, output_names
+
+    assert output_names(["a/x.jpg", "b/y.jpg"]) == ["x.jpg", "y.jpg"]
+    same = [str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "c" / "x.jpg"), str(tmp_path / "y.jpg")]
+    assert output_names(same) == [os.path.join("a", "x.jpg"), os.path.join("b", "c", "x.jpg"), "y.jpg"]
+    (tmp_path / "one.jpg").write_bytes(b"")
+    (tmp_path / "two.jpg").write_bytes(b"")
+    # a file matched by two patterns is drawn once; folders are not inputs
+    assert expand_inputs([str(tmp_path / "one.jpg"), str(tmp_path / "*")]) == [
+        str(tmp_path / "one.jpg"), str(tmp_path / "two.jpg")]

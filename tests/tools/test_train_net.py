@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from maskrcnn_multi.config import UserError
 from maskrcnn_multi.data.synthetic import generate_shapes_dataset
 from maskrcnn_multi.engine.launch import parse_dist_url, torchrun_command
 from maskrcnn_multi.tools.train_net import parse_args, register_datasets
@@ -47,13 +48,24 @@ def test_modelzoo_arguments():
 
 
 def test_odd_override_list_is_an_error():
-    with pytest.raises(SystemExit, match="KEY VALUE pairs"):
+    with pytest.raises(UserError, match="KEY VALUE pairs; 'SOLVER.MAX_ITER' has no value"):
         parse_args(["SOLVER.MAX_ITER"])
+
+
+def test_options_after_the_trailing_pairs_are_options():
+    args = parse_args(["--config-file", "X", "SOLVER.MAX_ITER", "3", "--eval-only"])
+    assert args.eval_only and args.config_file == "X" and args.opts == ["SOLVER.MAX_ITER", "3"]
+    args = parse_args(["SEED", "1", "--resume", "AMP", "1", "--num-gpus", "2", "--dataset", "a", "b.json", "c",
+                       "--device-ids", "0", "1", "OPT_LEVEL", "O1"])
+    assert args.resume and args.num_gpus == 2 and args.dataset == [["a", "b.json", "c"]]
+    assert args.device_ids == [0, 1] and args.opts == ["SEED", "1", "AMP", "1", "OPT_LEVEL", "O1"]
+    with pytest.raises(UserError, match="unrecognized arguments: --evil-only"):
+        parse_args(["SEED", "1", "--evil-only"])
 
 
 def test_data_path_must_be_a_coco_2017_layout(tmp_path):
     (tmp_path / "annotations").mkdir()
-    with pytest.raises(SystemExit, match=r"--data_path .* is not a COCO 2017 layout: .*instances_train2017.json is missing"):
+    with pytest.raises(UserError, match=r"--data_path .* is not a COCO 2017 layout: .*instances_train2017.json is missing"):
         register_datasets(str(tmp_path))
 
 
@@ -69,7 +81,7 @@ def test_dataset_option_registers_a_coco_json_under_a_name(tmp_path):
         records = DatasetCatalog.get("mine_val")
         assert len(records) == 1 and records[0]["file_name"].startswith(images)
         assert MetadataCatalog.get("mine_val").thing_classes == ["rectangle", "ellipse", "triangle"]
-        with pytest.raises(SystemExit, match=r"--dataset mine_c: .*nowhere.json does not exist"):
+        with pytest.raises(UserError, match=r"--dataset mine_c: .*nowhere.json does not exist"):
             register_datasets(None, [["mine_c", str(tmp_path / "nowhere.json"), images]])
     finally:
         for name in ("mine_val", "mine_b", "mine_c"):

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from typing import List, Tuple
 
+from ...config.errors import UserError
 from .shapes import SPLITS, generate_shapes_dataset
 
 __all__ = ["coco2017_names", "generate_coco2017_layout"]
@@ -25,12 +26,12 @@ def generate_coco2017_layout(root: str, num_train: int = 400, num_val: int = 40,
                              image_size: Tuple[int, int] = (256, 320), max_shapes: int = 4) -> str:
     """Write the shapes set into ``root`` in the COCO 2017 layout and return ``root``.
 
-    Raises FileExistsError when ``root`` already holds one of the files or folders it would write.
+    Raises UserError when ``root`` already holds one of the files or folders it would write.
     """
     targets = [os.path.join(root, coco_name) for _, coco_name in coco2017_names()]
     existing = [path for path in targets if os.path.exists(path)]
     if existing:
-        raise FileExistsError(f"{existing[0]} already exists; choose an empty --output")
+        raise UserError(f"{existing[0]} already exists; choose an empty --output")
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".shapes-coco2017-", dir=root)
     try:

@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from typing import List, Optional
 
+from ...config.errors import UserError
 from ..catalog import DatasetCatalog, MetadataCatalog, datasets_root
 from ..coco import load_coco_json
 from .shapes import CATEGORIES, SPLITS, generate_shapes_dataset
@@ -33,7 +34,7 @@ def ensure_synthetic(root: Optional[str] = None, num_train: int = 400, num_val: 
     if all(os.path.isfile(path) for path in _annotation_paths(root)):
         return root
     if os.path.exists(root) and os.listdir(root):
-        raise FileExistsError(
+        raise UserError(
             f"{root} exists but is not a complete shapes set (missing annotations/instances_train.json "
             "or instances_val.json); remove it or point MASKRCNN_MULTI_DATASETS elsewhere"
         )

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from typing import List, Sequence
 
+from ...config.errors import UserError
 from .coco2017 import coco2017_names
 from .shapes import SPLITS, check_generation_arguments, generate_shapes_dataset
 
@@ -31,7 +32,7 @@ _ANNOTATION_FILES = {f"instances_{split}{suffix}.json" for split in SPLITS for s
 _SPLIT_FOLDERS = {f"{split}{suffix}": split for split in SPLITS for suffix in ("", "2017")}
 
 
-class OutputFolderError(FileExistsError):
+class OutputFolderError(UserError, FileExistsError):
     """The destination is a file, or holds something this write would lose; the message names it."""
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config.errors import UserError
 from ..layers import Conv2d, ShapeSpec, c2_xavier_fill, get_norm
 from .backbone import Backbone
 from .resnet import build_resnet_backbone
@@ -50,11 +51,11 @@ class FPN(Backbone):
     ):
         super().__init__()
         if fuse_type not in ("sum", "avg"):
-            raise ValueError(f"unknown MODEL.FPN.FUSE_TYPE '{fuse_type}' (choose from: sum, avg)")
+            raise UserError(f"unknown MODEL.FPN.FUSE_TYPE '{fuse_type}' (choose from: sum, avg)")
         input_shapes = bottom_up.output_shape()
         for name in in_features:
             if name not in input_shapes:
-                raise ValueError(
+                raise UserError(
                     f"MODEL.FPN.IN_FEATURES: '{name}' is not an output of the bottom-up backbone "
                     f"(choose from: {', '.join(input_shapes)})"
                 )

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...config.errors import UserError
 from ..layers import ShapeSpec
 from .backbone import Backbone
 from .resnet_blocks import BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase
@@ -133,20 +134,20 @@ def build_resnet(
     """A ResNet-``depth`` (18, 34: BasicBlock; 50, 101, 152: BottleneckBlock) from plain arguments,
     each one detectron2's ``MODEL.RESNETS.*`` key of the same name."""
     if depth not in _NUM_BLOCKS_PER_STAGE:
-        raise ValueError(f"unknown MODEL.RESNETS.DEPTH {depth} (choose from: {', '.join(map(str, _NUM_BLOCKS_PER_STAGE))})")
+        raise UserError(f"unknown MODEL.RESNETS.DEPTH {depth} (choose from: {', '.join(map(str, _NUM_BLOCKS_PER_STAGE))})")
     if any(deform_on_per_stage):
         raise NotImplementedError(
             f"MODEL.RESNETS.DEFORM_ON_PER_STAGE={list(deform_on_per_stage)}: deformable convolutions are not supported"
         )
     if res5_dilation not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
+        raise UserError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
     if depth in (18, 34):
         if res2_out_channels != 64:
-            raise ValueError(f"MODEL.RESNETS.RES2_OUT_CHANNELS must be 64 for R{depth}, got {res2_out_channels}")
+            raise UserError(f"MODEL.RESNETS.RES2_OUT_CHANNELS must be 64 for R{depth}, got {res2_out_channels}")
         if res5_dilation != 1:
-            raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 for R{depth}, got {res5_dilation}")
+            raise UserError(f"MODEL.RESNETS.RES5_DILATION must be 1 for R{depth}, got {res5_dilation}")
         if num_groups != 1:
-            raise ValueError(f"MODEL.RESNETS.NUM_GROUPS must be 1 for R{depth}, got {num_groups}")
+            raise UserError(f"MODEL.RESNETS.NUM_GROUPS must be 1 for R{depth}, got {num_groups}")
 
     stem = BasicStem(in_channels=in_channels, out_channels=stem_out_channels, norm=norm)
     num_blocks_per_stage = _NUM_BLOCKS_PER_STAGE[depth]

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.backbone import build_backbone
 from maskrcnn_multi.modeling.postprocessing import detector_postprocess
 from maskrcnn_multi.modeling.proposal_generator import build_proposal_generator
@@ -30,7 +31,7 @@ class _Preprocessing(nn.Module):
 
     def _init_pixel_stats(self, pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> None:
         if len(pixel_mean) != len(pixel_std):
-            raise ValueError(f"MODEL.PIXEL_MEAN {list(pixel_mean)} and MODEL.PIXEL_STD {list(pixel_std)} "
+            raise UserError(f"MODEL.PIXEL_MEAN {list(pixel_mean)} and MODEL.PIXEL_STD {list(pixel_std)} "
                              f"have different lengths")
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)

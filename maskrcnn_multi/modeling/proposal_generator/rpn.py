@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.anchor_generator import build_anchor_generator
 from maskrcnn_multi.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from maskrcnn_multi.modeling.registry import Registry
@@ -46,7 +47,7 @@ class StandardRPNHead(nn.Module):
             for index, conv_dim in enumerate(conv_dims):
                 out_channels = in_channels if conv_dim == -1 else conv_dim
                 if out_channels <= 0:
-                    raise ValueError(f"MODEL.RPN.CONV_DIMS: channels must be positive or -1, got {conv_dims}")
+                    raise UserError(f"MODEL.RPN.CONV_DIMS: channels must be positive or -1, got {conv_dims}")
                 self.conv.add_module(f"conv{index}", self._rpn_conv(cur_channels, out_channels))
                 cur_channels = out_channels
         self.objectness_logits = nn.Conv2d(cur_channels, num_anchors, kernel_size=1, stride=1)
@@ -137,7 +138,7 @@ class RPN(nn.Module):
         self.loss_weight = {"loss_rpn_cls": 1.0, "loss_rpn_loc": 1.0}
         self.loss_weight.update(loss_weight or {})
         if box_reg_loss_type not in ("smooth_l1", "giou"):
-            raise ValueError(f"unknown MODEL.RPN.BBOX_REG_LOSS_TYPE '{box_reg_loss_type}' (choose from: smooth_l1, giou)")
+            raise UserError(f"unknown MODEL.RPN.BBOX_REG_LOSS_TYPE '{box_reg_loss_type}' (choose from: smooth_l1, giou)")
         self.box_reg_loss_type = box_reg_loss_type
         self.smooth_l1_beta = smooth_l1_beta
 
@@ -146,7 +147,7 @@ class RPN(nn.Module):
         rpn = cfg.MODEL.RPN
         missing = [name for name in rpn.IN_FEATURES if name not in input_shape]
         if missing:
-            raise ValueError(f"MODEL.RPN.IN_FEATURES {missing} not produced by the backbone "
+            raise UserError(f"MODEL.RPN.IN_FEATURES {missing} not produced by the backbone "
                              f"(it gives: {', '.join(input_shape)})")
         shapes = [input_shape[name] for name in rpn.IN_FEATURES]
         return {

@@ -7,6 +7,7 @@ from torch import nn
 
 from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.modeling.registry import Registry
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, c2_xavier_fill, get_norm
 
 __all__ = ["FastRCNNConvFCHead", "BOX_HEADS", "build_box_head"]
@@ -26,7 +27,7 @@ class FastRCNNConvFCHead(nn.Sequential):
     def __init__(self, input_shape: ShapeSpec, *, conv_dims: Sequence[int], fc_dims: Sequence[int], conv_norm: str = ""):
         super().__init__()
         if len(conv_dims) + len(fc_dims) == 0:
-            raise ValueError("FastRCNNConvFCHead needs at least one conv or fc (ROI_BOX_HEAD.NUM_CONV + NUM_FC = 0)")
+            raise UserError("FastRCNNConvFCHead needs at least one conv or fc (ROI_BOX_HEAD.NUM_CONV + NUM_FC = 0)")
         self._output_size = (input_shape.channels, input_shape.height, input_shape.width)
         self.conv_norm_relus: List[nn.Module] = []
         for index, conv_dim in enumerate(conv_dims):

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from maskrcnn_multi.modeling.layers import ShapeSpec
 from maskrcnn_multi.ops import batched_nms
@@ -132,7 +133,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.test_nms_thresh = test_nms_thresh
         self.test_topk_per_image = test_topk_per_image
         if box_reg_loss_type not in ("smooth_l1", "giou"):
-            raise ValueError(f"unknown MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE '{box_reg_loss_type}' "
+            raise UserError(f"unknown MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE '{box_reg_loss_type}' "
                              f"(choose from: smooth_l1, giou)")
         self.box_reg_loss_type = box_reg_loss_type
         if isinstance(loss_weight, float):

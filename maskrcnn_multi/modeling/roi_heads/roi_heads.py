@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from maskrcnn_multi.config.configurable import configurable
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.layers import ShapeSpec
 from maskrcnn_multi.modeling.matcher import Matcher
 from maskrcnn_multi.modeling.poolers import ROIPooler
@@ -141,11 +142,11 @@ class StandardROIHeads(ROIHeads):
         in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
         missing = [name for name in in_features if name not in input_shape]
         if missing:
-            raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {missing} not produced by the backbone "
+            raise UserError(f"MODEL.ROI_HEADS.IN_FEATURES {missing} not produced by the backbone "
                              f"(it gives: {', '.join(input_shape)})")
         channels = {input_shape[name].channels for name in in_features}
         if len(channels) != 1:
-            raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {list(in_features)} have different channels {sorted(channels)}")
+            raise UserError(f"MODEL.ROI_HEADS.IN_FEATURES {list(in_features)} have different channels {sorted(channels)}")
         resolution = head_cfg.POOLER_RESOLUTION
         pooler = ROIPooler(
             output_size=resolution,
