@@ -4,8 +4,9 @@
         [--device cpu] [--task inference|train|both] [--modes exact,fused,fast] [--threads 1,2] \\
         [--iters N] [--warmup W] [--opts KEY VALUE ...]
 
-Random weights (MODEL.WEIGHTS ""), one random 800x1216 image for inference (score threshold 0, so
-every image has TEST.DETECTIONS_PER_IMAGE detections and their masks are pasted), two images with
+Random weights (MODEL.WEIGHTS "", PIXEL_STD ~57 so random layers stay sane), one random 800x1216 image
+for inference (score threshold 0, so every image has TEST.DETECTIONS_PER_IMAGE detections and their
+masks are pasted), two images with
 3-5 boxes and masks each for a training iteration (SGD with lr 0: random weights have no statistics
 behind FrozenBN and would diverge; the work done is the same). Modes:
 - exact: float32, the model's own modules layer by layer, contiguous (how detectron2 runs);
@@ -46,6 +47,11 @@ MODES = {
     "fast": {"pairs": ["TEST.AMP.ENABLED", "True", "MODEL.MEMORY_FORMAT", "channels_last"], "amp": True},
 }
 TASKS = ("inference", "train")
+# Random weights: no checkpoint, every detection kept (score threshold 0: TEST.DETECTIONS_PER_IMAGE
+# of them, their masks pasted), and detectron2's RGB-scale pixel std so that random layers give sane
+# activations (with MSRA's std of 1 a random R50's box head saturates and keeps one detection).
+_RANDOM_WEIGHTS = ["MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+                   "MODEL.PIXEL_STD", "[57.375, 57.120, 58.395]"]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -112,7 +118,7 @@ def time_iterations(step: Callable[[], object], synchronize: Callable[[], None],
 def _config(args, mode: str):
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(list(args.opts) + MODES[mode]["pairs"] + ["MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    cfg.merge_from_list(list(args.opts) + MODES[mode]["pairs"] + _RANDOM_WEIGHTS)
     if args.device is not None:
         cfg.MODEL.DEVICE = args.device
     cfg.freeze()
