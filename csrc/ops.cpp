@@ -1,7 +1,9 @@
-// The one place every native op of maskrcnn_multi is declared and its kernels registered. The schemas
-// are the contract of docs/ARCHITECTURE.md, shared by every device: CPU kernels live in csrc/cpu/,
-// CUDA ones in csrc/cuda/ (built with WITH_CUDA), and the NPU backend registers PrivateUse1 kernels
-// from Python (maskrcnn_multi/backends/npu.py). Autograd for roi_align is registered from Python
+// The one place every native op of maskrcnn_multi is declared and every compiled kernel registered:
+// the kernel files (csrc/cpu/, csrc/cuda/) only define the entry points declared in ops.h, and the
+// TORCH_LIBRARY_IMPL blocks below bind them to the schemas. The schemas are the contract of
+// docs/ARCHITECTURE.md, shared by every device: CPU kernels always, CUDA ones when built with WITH_CUDA,
+// and the NPU backend registers PrivateUse1 kernels on the same schemas from Python
+// (maskrcnn_multi/backends/npu_kernels.py). Autograd for roi_align is registered from Python
 // (maskrcnn_multi/backends/native.py) so that it follows whichever device's kernels run.
 #include <Python.h>
 
@@ -45,12 +47,28 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CUDA, m) {
 }
 #endif
 
-// `import maskrcnn_multi._C` loads this library, which runs the static registrations above and in
-// every kernel file; the module object itself carries nothing.
+// `import maskrcnn_multi._C` loads this library, which runs the static registrations above. The module
+// object carries only what the build was: `built_with_cuda` (bool), so callers and tests can tell
+// whether CUDA kernels must be registered without asking torch what it could have been built with.
 static PyModuleDef kNativeModule = {
     PyModuleDef_HEAD_INIT, "maskrcnn_multi._C",
     "Native kernels of maskrcnn_multi, reachable as torch.ops.maskrcnn_multi.*", -1, nullptr};
 
 PyMODINIT_FUNC PyInit__C(void) {
-  return PyModule_Create(&kNativeModule);
+  PyObject* module = PyModule_Create(&kNativeModule);
+  if (module == nullptr) {
+    return nullptr;
+  }
+#ifdef WITH_CUDA
+  PyObject* built_with_cuda = Py_True;
+#else
+  PyObject* built_with_cuda = Py_False;
+#endif
+  Py_INCREF(built_with_cuda);
+  if (PyModule_AddObject(module, "built_with_cuda", built_with_cuda) < 0) {
+    Py_DECREF(built_with_cuda);
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }

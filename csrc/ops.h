@@ -1,6 +1,7 @@
-// Kernel entry points of maskrcnn_multi's native ops, one implementation per device, registered on
-// the dispatcher by csrc/ops.cpp. Argument order and meaning follow the schemas declared there.
-// Kernel files include this light header (not torch/library.h) to keep the build fast.
+// Kernel entry points of maskrcnn_multi's native ops, one implementation per device, all registered on
+// the dispatcher by csrc/ops.cpp (the kernel files register nothing themselves). Argument order and
+// meaning follow the schemas declared there. Kernel files include this light header (not
+// torch/library.h) to keep the build fast; what CPU and CUDA kernels share lives in csrc/common/.
 #pragma once
 
 #include <ATen/core/Tensor.h>

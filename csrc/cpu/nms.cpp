@@ -1,9 +1,12 @@
-// Greedy non-maximum suppression on the CPU, with torchvision's arithmetic: IoU computed in the
-// boxes' dtype, compared with the threshold in double, ties in score kept in input order.
+// Greedy non-maximum suppression on the CPU, with torchvision's arithmetic (common/box_overlap.h,
+// shared with CUDA): IoU computed in the boxes' dtype, compared with the threshold in double, ties in
+// score kept in input order.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sort.h>
 
+#include "common/box_overlap.h"
+#include "common/checks.h"
 #include "ops.h"
 
 #include <vector>
@@ -22,7 +25,7 @@ at::Tensor nms_kernel(const at::Tensor& boxes, const at::Tensor& scores, double 
 
   std::vector<scalar_t> areas(num_boxes);
   for (int64_t i = 0; i < num_boxes; ++i) {
-    areas[i] = (box[4 * i + 2] - box[4 * i + 0]) * (box[4 * i + 3] - box[4 * i + 1]);
+    areas[i] = common::box_area(box + 4 * i);
   }
 
   std::vector<uint8_t> suppressed(num_boxes, 0);
@@ -33,23 +36,16 @@ at::Tensor nms_kernel(const at::Tensor& boxes, const at::Tensor& scores, double 
       continue;
     }
     keep.push_back(order_ptr[i]);
-    const scalar_t ix0 = box[4 * i + 0], iy0 = box[4 * i + 1];
-    const scalar_t ix1 = box[4 * i + 2], iy1 = box[4 * i + 3];
     for (int64_t j = i + 1; j < num_boxes; ++j) {
       if (suppressed[j]) {
         continue;
       }
-      const scalar_t width = std::max(static_cast<scalar_t>(0),
-                                      std::min(ix1, box[4 * j + 2]) - std::max(ix0, box[4 * j + 0]));
-      const scalar_t height = std::max(static_cast<scalar_t>(0),
-                                       std::min(iy1, box[4 * j + 3]) - std::max(iy0, box[4 * j + 1]));
-      const scalar_t inter = width * height;
+      const scalar_t inter = common::intersection_area(box + 4 * i, box + 4 * j);
       if (inter == 0 && iou_threshold >= 0) {
         continue;  // IoU is 0 (or NaN for two empty boxes): exact shortcut past the division
       }
       // Zero-area pairs give 0 / 0 = NaN, which never exceeds the threshold: both are kept.
-      const scalar_t iou = inter / (areas[i] + areas[j] - inter);
-      if (static_cast<double>(iou) > iou_threshold) {
+      if (static_cast<double>(common::iou_from_areas(inter, areas[i], areas[j])) > iou_threshold) {
         suppressed[j] = 1;
       }
     }
@@ -64,11 +60,7 @@ at::Tensor nms_kernel(const at::Tensor& boxes, const at::Tensor& scores, double 
 namespace cpu {
 
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "nms: boxes must be (N, 4), got ", boxes.sizes());
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0),
-              "nms: scores must be (N,) with N = boxes.size(0) = ", boxes.size(0), ", got ", scores.sizes());
-  TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(), "nms: boxes (", boxes.scalar_type(),
-              ") and scores (", scores.scalar_type(), ") must have the same dtype");
+  common::check_nms_args(boxes, scores);
   if (boxes.size(0) == 0) {
     return at::empty({0}, boxes.options().dtype(at::kLong));
   }

@@ -1,4 +1,5 @@
 """backends.native: which kernels the dispatcher has, as the ops package asks it."""
+import pytest
 import torch
 
 from maskrcnn_multi.backends import native
@@ -11,11 +12,27 @@ def test_has_kernel_is_false_for_unknown_ops_and_devices():
     assert native.has_kernel("nms", "mps") is False
 
 
-def test_built_extension_registers_every_cpu_kernel():
-    if native.extension() is None:
-        import pytest
+OPS = ("nms", "box_iou", "roi_align", "roi_align_backward", "paste_masks")
 
+
+def _built_extension():
+    extension = native.extension()
+    if extension is None:
         pytest.skip("maskrcnn_multi._C is not built")
-    for op_name in ("nms", "box_iou", "roi_align", "roi_align_backward", "paste_masks"):
+    return extension
+
+
+def test_built_extension_registers_every_cpu_kernel():
+    _built_extension()
+    for op_name in OPS:
         assert native.has_kernel(op_name, "cpu"), op_name
-    assert native.has_kernel("nms", "cuda") is (torch.version.cuda is not None and native.has_kernel("nms", "cuda"))
+
+
+def test_cuda_kernels_are_registered_exactly_when_the_extension_was_built_with_cuda():
+    extension = _built_extension()
+    assert isinstance(extension.built_with_cuda, bool)
+    registered = {op_name: native.has_kernel(op_name, "cuda") for op_name in OPS}
+    assert registered == {op_name: extension.built_with_cuda for op_name in OPS}
+    if extension.built_with_cuda:
+        # CUDA kernels can only have been compiled against a CUDA build of torch.
+        assert torch.version.cuda is not None
