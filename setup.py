@@ -66,9 +66,12 @@ def _extensions():
 
     sources = _sources("ops.cpp") + _sources(os.path.join("cpu", "*.cpp"))
     # Lean flags keep the build well under a minute; OpenMP because ATen's parallel_for is an
-    # OpenMP pragma expanded inside our own translation units.
+    # OpenMP pragma expanded inside our own translation units. No -march: the library must load on any
+    # host, and csrc/cpu/isa.h compiles the hot loops for AVX2 / AVX-512 itself and picks one at run
+    # time. -ffp-contract=off because those targets have FMA, and GCC would otherwise contract a * b + c
+    # there, breaking the kernels' bit-exactness with torchvision's and ATen's CPU arithmetic.
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
-    cxx_flags = ["-O3", "-g0", "-std=c++20"] + openmp
+    cxx_flags = ["-O3", "-g0", "-std=c++20", "-ffp-contract=off"] + openmp
     extra_compile_args = {"cxx": cxx_flags}
     define_macros = []
     extension_class = CppExtension

@@ -16,17 +16,23 @@ TORCH_LIBRARY(maskrcnn_multi, m) {
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   // Pairwise IoU (N, M); NaN where two zero-area boxes meet (0 / 0), as torchvision.
   m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
-  // rois: (K, 5) [batch_index, x0, y0, x1, y1]; returns (K, C, pooled_height, pooled_width).
+  // input (N, C, H, W) in any layout and floating dtype (half types accumulate in float); rois: (K, 5)
+  // [batch_index, x0, y0, x1, y1], read in the accumulation type. Returns (K, C, pooled_height,
+  // pooled_width) of input's dtype, channels_last when input's channels are innermost.
   m.def(
       "roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
       "int pooled_width, int sampling_ratio, bool aligned) -> Tensor");
-  // Gradient w.r.t. roi_align's input: (batch_size, channels, height, width).
+  // Gradient w.r.t. roi_align's input: (batch_size, channels, height, width) of grad's dtype,
+  // channels_last when grad's channels are innermost; grad in any layout.
   m.def(
       "roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, "
       "int pooled_width, int batch_size, int channels, int height, int width, "
       "int sampling_ratio, bool aligned) -> Tensor");
   // masks (N, M, M) pasted into (N, height, width) float images, before thresholding.
   m.def("paste_masks(Tensor masks, Tensor boxes, int height, int width) -> Tensor");
+  // detectron2's paste_masks_in_image: (N, height, width) bool masks (value >= threshold), or uint8
+  // value * 255 when threshold < 0; 0 outside each mask's pasting region.
+  m.def("paste_masks_in_image(Tensor masks, Tensor boxes, int height, int width, float threshold) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
@@ -35,6 +41,7 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
   m.impl("roi_align", TORCH_FN(maskrcnn_multi::cpu::roi_align));
   m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cpu::roi_align_backward));
   m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cpu::paste_masks));
+  m.impl("paste_masks_in_image", TORCH_FN(maskrcnn_multi::cpu::paste_masks_in_image));
 }
 
 #ifdef WITH_CUDA
@@ -44,6 +51,7 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CUDA, m) {
   m.impl("roi_align", TORCH_FN(maskrcnn_multi::cuda::roi_align));
   m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cuda::roi_align_backward));
   m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cuda::paste_masks));
+  m.impl("paste_masks_in_image", TORCH_FN(maskrcnn_multi::cuda::paste_masks_in_image));
 }
 #endif
 

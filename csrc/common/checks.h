@@ -38,18 +38,19 @@ inline void check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes
   check_same_dtype("box_iou", "boxes1", boxes1, "boxes2", boxes2);
 }
 
-// `values` are the features (forward) or the pooled gradient (backward).
-inline void check_roi_align_args(const char* op, const at::Tensor& values, const at::Tensor& rois,
-                                 int64_t pooled_height, int64_t pooled_width) {
+// rois are read in the kernels' accumulation type (float for half-precision features), whatever
+// floating dtype they come in: the Python wrapper passes them in that type already.
+inline void check_roi_align_args(const char* op, const at::Tensor& rois, int64_t pooled_height,
+                                 int64_t pooled_width) {
   TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, op, ": rois must be (K, 5), got ", rois.sizes());
-  TORCH_CHECK(values.scalar_type() == rois.scalar_type(), op, ": rois (", rois.scalar_type(),
-              ") must have the dtype of the features (", values.scalar_type(), ")");
+  TORCH_CHECK(rois.is_floating_point(), op, ": rois must be floating point, got ", rois.scalar_type());
   TORCH_CHECK(pooled_height > 0 && pooled_width > 0, op, ": pooled size must be positive, got (", pooled_height,
               ", ", pooled_width, ")");
 }
 
 inline void check_roi_align_input(const at::Tensor& input) {
   TORCH_CHECK(input.dim() == 4, "roi_align: input must be (N, C, H, W), got ", input.sizes());
+  TORCH_CHECK(input.is_floating_point(), "roi_align: input must be floating point, got ", input.scalar_type());
 }
 
 inline void check_roi_align_grad(const at::Tensor& grad, int64_t num_rois, int64_t channels, int64_t pooled_height,
@@ -71,15 +72,15 @@ void check_batch_indices(const char* op, const T* rois, int64_t num_rois, int64_
   }
 }
 
-inline void check_paste_masks_args(const at::Tensor& masks, const at::Tensor& boxes, int64_t height,
-                                   int64_t width) {
-  TORCH_CHECK(masks.dim() == 3 && masks.size(1) == masks.size(2), "paste_masks: masks must be (N, M, M), got ",
+// `op` is paste_masks or paste_masks_in_image (same arguments, plus the latter's threshold).
+inline void check_paste_masks_args(const char* op, const at::Tensor& masks, const at::Tensor& boxes,
+                                   int64_t height, int64_t width) {
+  TORCH_CHECK(masks.dim() == 3 && masks.size(1) == masks.size(2), op, ": masks must be (N, M, M), got ",
               masks.sizes());
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == masks.size(0),
-              "paste_masks: boxes must be (N, 4) with N = ", masks.size(0), ", got ", boxes.sizes());
-  check_same_dtype("paste_masks", "masks", masks, "boxes", boxes);
-  TORCH_CHECK(height >= 0 && width >= 0, "paste_masks: image size must be non-negative, got (", height, ", ",
-              width, ")");
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == masks.size(0), op,
+              ": boxes must be (N, 4) with N = ", masks.size(0), ", got ", boxes.sizes());
+  check_same_dtype(op, "masks", masks, "boxes", boxes);
+  TORCH_CHECK(height >= 0 && width >= 0, op, ": image size must be non-negative, got (", height, ", ", width, ")");
 }
 
 }  // namespace common

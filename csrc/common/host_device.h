@@ -37,6 +37,18 @@ MRCNN_HOST_DEVICE inline double mul_rn(double a, double b) {
 MRCNN_HOST_DEVICE inline float fused_mul_add(float a, float b, float c) { return ::fmaf(a, b, c); }
 MRCNN_HOST_DEVICE inline double fused_mul_add(double a, double b, double c) { return ::fma(a, b, c); }
 
+// a * b + c with one rounding (kFused) or two, as the reference compiled for a given ISA computes it:
+// ATen's vectorised CPU kernels are built with FMA for AVX2 / AVX-512 and without for x86's default
+// capability, and GCC contracts their a * b + c accordingly.
+template <bool kFused, typename T>
+MRCNN_HOST_DEVICE inline T multiply_add(T a, T b, T c) {
+  if constexpr (kFused) {
+    return fused_mul_add(a, b, c);
+  } else {
+    return mul_rn(a, b) + c;
+  }
+}
+
 // std::floor / std::ceil on the host, CUDA's overloads of the same name on the device (float stays
 // float on both).
 template <typename T>

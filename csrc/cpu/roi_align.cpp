@@ -1,141 +1,176 @@
-// RoIAlign forward and backward on the CPU. The geometry (bins, sample positions, bilinear corners)
-// is common/roi_align_geometry.h, shared with the CUDA kernels; here is only how the CPU walks it:
-// each roi's samples are computed once and reused by every channel.
+// RoIAlign forward on the CPU. The geometry is common/roi_align_geometry.h (shared with CUDA), tabulated
+// per roi by roi_align_samples.h. Features are read where they lie, in any layout and in float, double,
+// bf16 or fp16 (no copy of the feature map), with float accumulation for the half types (double for
+// double); the output has the input's dtype and layout (channels_last in, channels_last out).
+// Rois are independent, so threads split them.
+//
+// Two ways through a roi, bit-identical to each other and to torchvision's kernel in float:
+// - channels innermost (channels_last): each sample adds four weighted channel vectors into a bin's
+//   accumulator, a loop compiled for the best ISA of the host (isa.h);
+// - otherwise (NCHW): channel plane by channel plane, four scalar reads per sample.
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 
 #include "common/checks.h"
-#include "common/roi_align_geometry.h"
+#include "cpu/isa.h"
+#include "cpu/roi_align_samples.h"
 #include "ops.h"
 
 #include <vector>
 
 namespace maskrcnn_multi {
+namespace cpu {
 namespace {
 
-using common::BilinearSample;
-using common::RoiGeometry;
+// One roi's pooling job: where its image's features start, its samples, and where its (C, PH, PW)
+// output goes (element strides of the output's channel, row and column).
+template <typename scalar_t, typename acc_t>
+struct PoolJob {
+  const scalar_t* image;
+  int64_t channels, channel_stride;
+  const RoiSamples<acc_t>* table;
+  int64_t bins, pooled_width;
+  acc_t* accumulator;  // `channels` scratch values (channel-vector path only)
+  scalar_t* out;
+  int64_t out_channel_stride, out_row_stride, out_column_stride;
+};
 
-// Fills `samples` with grid_h * grid_w samples per bin, bins in (ph, pw) order, samples in (iy, ix).
-template <typename T>
-void collect_samples(const RoiGeometry<T>& geometry, int64_t height, int64_t width, int64_t pooled_height,
-                     int64_t pooled_width, std::vector<BilinearSample<T>>& samples) {
-  samples.clear();
-  for (int64_t ph = 0; ph < pooled_height; ++ph) {
-    for (int64_t pw = 0; pw < pooled_width; ++pw) {
-      for (int64_t iy = 0; iy < geometry.grid_h; ++iy) {
-        const auto y = common::axis_sample<T>(
-            common::sample_position(geometry.start_h, geometry.bin_h, ph, iy, geometry.grid_h), height);
-        for (int64_t ix = 0; ix < geometry.grid_w; ++ix) {
-          const auto x = common::axis_sample<T>(
-              common::sample_position(geometry.start_w, geometry.bin_w, pw, ix, geometry.grid_w), width);
-          samples.push_back(common::bilinear_sample<T>(y, x, width, 1));
-        }
+template <typename scalar_t, typename acc_t>
+MRCNN_ALWAYS_INLINE void pool_channel_vectors_body(const PoolJob<scalar_t, acc_t>& job) {
+  const int64_t channels = job.channels;
+  acc_t* __restrict__ accumulator = job.accumulator;
+  const common::BilinearSample<acc_t>* samples = job.table->samples.data();
+  int64_t s = 0;
+  for (int64_t bin = 0; bin < job.bins; ++bin) {
+    for (int64_t c = 0; c < channels; ++c) {
+      accumulator[c] = 0;
+    }
+    for (const int64_t end = job.table->bin_end[bin]; s < end; ++s) {
+      const common::BilinearSample<acc_t>& sample = samples[s];
+      const scalar_t* __restrict__ v0 = job.image + sample.offsets[0];
+      const scalar_t* __restrict__ v1 = job.image + sample.offsets[1];
+      const scalar_t* __restrict__ v2 = job.image + sample.offsets[2];
+      const scalar_t* __restrict__ v3 = job.image + sample.offsets[3];
+      const acc_t w0 = sample.weights[0], w1 = sample.weights[1], w2 = sample.weights[2], w3 = sample.weights[3];
+      for (int64_t c = 0; c < channels; ++c) {
+        // torchvision's summation order, so float results are its results
+        accumulator[c] += w0 * static_cast<acc_t>(v0[c]) + w1 * static_cast<acc_t>(v1[c]) +
+                          w2 * static_cast<acc_t>(v2[c]) + w3 * static_cast<acc_t>(v3[c]);
       }
+    }
+    scalar_t* out = job.out + (bin / job.pooled_width) * job.out_row_stride +
+                    (bin % job.pooled_width) * job.out_column_stride;
+    for (int64_t c = 0; c < channels; ++c) {
+      out[c * job.out_channel_stride] = static_cast<scalar_t>(accumulator[c] / job.table->count);
+    }
+  }
+}
+
+#if MRCNN_HAVE_X86_TARGETS
+template <typename scalar_t, typename acc_t>
+MRCNN_TARGET_AVX512 void pool_channel_vectors_avx512(const PoolJob<scalar_t, acc_t>& job) {
+  pool_channel_vectors_body(job);
+}
+template <typename scalar_t, typename acc_t>
+MRCNN_TARGET_AVX2 void pool_channel_vectors_avx2(const PoolJob<scalar_t, acc_t>& job) {
+  pool_channel_vectors_body(job);
+}
+#endif
+
+template <typename scalar_t, typename acc_t>
+void pool_channel_vectors(const PoolJob<scalar_t, acc_t>& job) {
+#if MRCNN_HAVE_X86_TARGETS
+  switch (cpu_isa()) {
+    case Isa::kAvx512:
+      return pool_channel_vectors_avx512(job);
+    case Isa::kAvx2:
+      return pool_channel_vectors_avx2(job);
+    default:
+      break;
+  }
+#endif
+  pool_channel_vectors_body(job);
+}
+
+template <typename scalar_t, typename acc_t>
+void pool_planes(const PoolJob<scalar_t, acc_t>& job) {
+  const common::BilinearSample<acc_t>* samples = job.table->samples.data();
+  for (int64_t c = 0; c < job.channels; ++c) {
+    const scalar_t* plane = job.image + c * job.channel_stride;
+    scalar_t* out_plane = job.out + c * job.out_channel_stride;
+    int64_t s = 0;
+    for (int64_t bin = 0; bin < job.bins; ++bin) {
+      acc_t value = 0;
+      for (const int64_t end = job.table->bin_end[bin]; s < end; ++s) {
+        const common::BilinearSample<acc_t>& sample = samples[s];
+        value += sample.weights[0] * static_cast<acc_t>(plane[sample.offsets[0]]) +
+                 sample.weights[1] * static_cast<acc_t>(plane[sample.offsets[1]]) +
+                 sample.weights[2] * static_cast<acc_t>(plane[sample.offsets[2]]) +
+                 sample.weights[3] * static_cast<acc_t>(plane[sample.offsets[3]]);
+      }
+      out_plane[(bin / job.pooled_width) * job.out_row_stride + (bin % job.pooled_width) * job.out_column_stride] =
+          static_cast<scalar_t>(value / job.table->count);
     }
   }
 }
 
 }  // namespace
 
-namespace cpu {
-
 at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
                      int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
   common::check_roi_align_input(input);
-  common::check_roi_align_args("roi_align", input, rois, pooled_height, pooled_width);
+  common::check_roi_align_args("roi_align", rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
+  const bool vectors = channels_innermost(input);
   // Every bin is written below (0 when a roi samples nothing), so no zero fill is needed.
-  at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width}, input.options());
+  at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width},
+                                input.options().memory_format(memory_format_like(input)));
   if (output.numel() == 0) {
     return output;
   }
-  const at::Tensor input_c = input.contiguous();
-  const at::Tensor rois_c = rois.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "maskrcnn_multi::roi_align (CPU)", [&] {
-    const scalar_t* features = input_c.data_ptr<scalar_t>();
-    const scalar_t* roi_data = rois_c.data_ptr<scalar_t>();
-    scalar_t* pooled = output.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "maskrcnn_multi::roi_align (CPU)", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor rois_acc = rois.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    const acc_t* roi_data = rois_acc.data_ptr<acc_t>();
     common::check_batch_indices("roi_align", roi_data, num_rois, input.size(0));
-    const int64_t plane = height * width, bins = pooled_height * pooled_width;
-    // Rois are independent, so each thread pools whole rois (their samples are shared by channels).
+    // An NCHW map read by many samples is pooled faster from a channels_last copy (same results).
+    const bool convert = !vectors && channels_last_pays(count_samples<acc_t>(roi_data, num_rois,
+        static_cast<acc_t>(spatial_scale), pooled_height, pooled_width, sampling_ratio, aligned),
+        input.size(0) * height * width, kForwardMinSamplesPerCell);
+    const at::Tensor source = convert ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
+    const bool use_vectors = vectors || convert;
+    const scalar_t* features = source.data_ptr<scalar_t>();
+    scalar_t* pooled = output.data_ptr<scalar_t>();
     at::parallel_for(0, num_rois, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
-      std::vector<BilinearSample<scalar_t>> samples;
+      RoiSamples<acc_t> table;
+      std::vector<acc_t> accumulator(use_vectors ? channels : 0);
       for (int64_t n = begin; n < end; ++n) {
-        const auto geometry = common::roi_geometry<scalar_t>(
-            roi_data + 5 * n, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width, sampling_ratio,
-            aligned);
-        collect_samples(geometry, height, width, pooled_height, pooled_width, samples);
-        const int64_t samples_per_bin = geometry.grid_h * geometry.grid_w;
-        for (int64_t c = 0; c < channels; ++c) {
-          const scalar_t* feature_plane = features + (geometry.batch_index * channels + c) * plane;
-          scalar_t* pooled_plane = pooled + (n * channels + c) * bins;
-          const BilinearSample<scalar_t>* sample = samples.data();
-          for (int64_t bin = 0; bin < bins; ++bin) {
-            scalar_t value = 0;
-            for (int64_t s = 0; s < samples_per_bin; ++s, ++sample) {
-              value += sample->weights[0] * feature_plane[sample->offsets[0]] +
-                       sample->weights[1] * feature_plane[sample->offsets[1]] +
-                       sample->weights[2] * feature_plane[sample->offsets[2]] +
-                       sample->weights[3] * feature_plane[sample->offsets[3]];
-            }
-            pooled_plane[bin] = value / geometry.count;
-          }
+        collect_roi_samples<acc_t>(roi_data + 5 * n, static_cast<acc_t>(spatial_scale), pooled_height, pooled_width,
+                                   sampling_ratio, aligned, height, width, source.stride(2), source.stride(3), table);
+        const PoolJob<scalar_t, acc_t> job{features + table.batch_index * source.stride(0),
+                                           channels,
+                                           source.stride(1),
+                                           &table,
+                                           pooled_height * pooled_width,
+                                           pooled_width,
+                                           accumulator.data(),
+                                           pooled + n * output.stride(0),
+                                           output.stride(1),
+                                           output.stride(2),
+                                           output.stride(3)};
+        if (use_vectors) {
+          pool_channel_vectors(job);
+        } else {
+          pool_planes(job);
         }
       }
     });
   });
   return output;
-}
-
-at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
-                              int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
-                              int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
-  common::check_roi_align_args("roi_align_backward", grad, rois, pooled_height, pooled_width);
-  const int64_t num_rois = rois.size(0);
-  common::check_roi_align_grad(grad, num_rois, channels, pooled_height, pooled_width);
-  at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
-  if (grad.numel() == 0 || grad_input.numel() == 0) {
-    return grad_input;
-  }
-  const at::Tensor grad_c = grad.contiguous();
-  const at::Tensor rois_c = rois.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "maskrcnn_multi::roi_align_backward (CPU)", [&] {
-    const scalar_t* grad_pooled = grad_c.data_ptr<scalar_t>();
-    const scalar_t* roi_data = rois_c.data_ptr<scalar_t>();
-    scalar_t* grad_features = grad_input.data_ptr<scalar_t>();
-    common::check_batch_indices("roi_align_backward", roi_data, num_rois, batch_size);
-    const int64_t plane = height * width, bins = pooled_height * pooled_width;
-    // Rois overlap, so threads split channels instead: each owns disjoint grad_input planes and no
-    // atomics are needed. Each thread recomputes the (cheap) sample positions of every roi.
-    at::parallel_for(0, channels, /*grain_size=*/1, [&](int64_t channel_begin, int64_t channel_end) {
-      std::vector<BilinearSample<scalar_t>> samples;
-      for (int64_t n = 0; n < num_rois; ++n) {
-        const auto geometry = common::roi_geometry<scalar_t>(
-            roi_data + 5 * n, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width, sampling_ratio,
-            aligned);
-        collect_samples(geometry, height, width, pooled_height, pooled_width, samples);
-        const int64_t samples_per_bin = geometry.grid_h * geometry.grid_w;
-        for (int64_t c = channel_begin; c < channel_end; ++c) {
-          scalar_t* grad_plane = grad_features + (geometry.batch_index * channels + c) * plane;
-          const scalar_t* grad_bins = grad_pooled + (n * channels + c) * bins;
-          const BilinearSample<scalar_t>* sample = samples.data();
-          for (int64_t bin = 0; bin < bins; ++bin) {
-            const scalar_t grad_bin = grad_bins[bin];
-            for (int64_t s = 0; s < samples_per_bin; ++s, ++sample) {
-              for (int corner = 0; corner < 4; ++corner) {
-                grad_plane[sample->offsets[corner]] += grad_bin * sample->weights[corner] / geometry.count;
-              }
-            }
-          }
-        }
-      }
-    });
-  });
-  return grad_input;
 }
 
 }  // namespace cpu

@@ -2,7 +2,7 @@
 against. Each follows its peer's arithmetic (torchvision's C++ kernels, detectron2's mask pasting)."""
 from .box_iou import box_iou
 from .nms import nms
-from .paste_masks import paste_masks, region_masks
+from .paste_masks import paste_masks, paste_masks_in_image, region_masks
 from .roi_align import roi_align
 
-__all__ = ["box_iou", "nms", "paste_masks", "region_masks", "roi_align"]
+__all__ = ["box_iou", "nms", "paste_masks", "paste_masks_in_image", "region_masks", "roi_align"]
