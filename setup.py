@@ -5,11 +5,13 @@ Install with `pip install --no-build-isolation -e .` so the build uses the torch
 
 Which kernels are compiled:
 - CPU (csrc/cpu/*.cpp): always, with OpenMP so at::parallel_for spreads work over the cores.
-- CUDA (csrc/cuda/*.cu): when torch is a CUDA build and CUDA_HOME is found, or FORCE_CUDA=1.
-- NPU (csrc/npu/*.cpp): when torch_npu imports and the Ascend toolkit is found. The NPU kernels
-  themselves are torch_npu's, registered from Python (maskrcnn_multi/backends/npu.py), so the folder
-  usually holds no sources and this branch then adds nothing.
-Every op is declared once in csrc/ops.cpp; each kernel file registers its own device implementation.
+- CUDA (csrc/cuda/*.cu): when torch is a CUDA build and CUDA_HOME is found, or FORCE_CUDA=1; the
+  build then defines WITH_CUDA, which csrc/ops.cpp reads to register them.
+- NPU (csrc/npu/*.cpp): when torch_npu imports and the Ascend toolkit is found. The NPU kernels in
+  use are torch_npu's, registered from Python (maskrcnn_multi/backends/npu_kernels.py), so the folder
+  holds no sources and this branch adds nothing (see csrc/npu/README.md for adding one).
+Every op is declared, and every compiled kernel registered, in csrc/ops.cpp alone; the kernel files
+only define the entry points of csrc/ops.h, and csrc/common/ holds what CPU and CUDA kernels share.
 """
 import glob
 import os
@@ -64,9 +66,12 @@ def _extensions():
 
     sources = _sources("ops.cpp") + _sources(os.path.join("cpu", "*.cpp"))
     # Lean flags keep the build well under a minute; OpenMP because ATen's parallel_for is an
-    # OpenMP pragma expanded inside our own translation units.
+    # OpenMP pragma expanded inside our own translation units. No -march: the library must load on any
+    # host, and csrc/cpu/isa.h compiles the hot loops for AVX2 / AVX-512 itself and picks one at run
+    # time. -ffp-contract=off because those targets have FMA, and GCC would otherwise contract a * b + c
+    # there, breaking the kernels' bit-exactness with torchvision's and ATen's CPU arithmetic.
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
-    cxx_flags = ["-O3", "-g0", "-std=c++20"] + openmp
+    cxx_flags = ["-O3", "-g0", "-std=c++20", "-ffp-contract=off"] + openmp
     extra_compile_args = {"cxx": cxx_flags}
     define_macros = []
     extension_class = CppExtension
@@ -78,9 +83,7 @@ def _extensions():
         extra_compile_args["nvcc"] = ["-O3", "-std=c++20"]
 
     npu_sources, include_dirs, library_dirs, libraries = _npu_build_options()
-    if npu_sources:
-        sources += npu_sources
-        define_macros.append(("WITH_NPU", None))
+    sources += npu_sources
 
     return [
         extension_class(

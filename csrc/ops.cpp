@@ -1,7 +1,9 @@
-// The one place every native op of maskrcnn_multi is declared and its kernels registered. The schemas
-// are the contract of docs/ARCHITECTURE.md, shared by every device: CPU kernels live in csrc/cpu/,
-// CUDA ones in csrc/cuda/ (built with WITH_CUDA), and the NPU backend registers PrivateUse1 kernels
-// from Python (maskrcnn_multi/backends/npu.py). Autograd for roi_align is registered from Python
+// The one place every native op of maskrcnn_multi is declared and every compiled kernel registered:
+// the kernel files (csrc/cpu/, csrc/cuda/) only define the entry points declared in ops.h, and the
+// TORCH_LIBRARY_IMPL blocks below bind them to the schemas. The schemas are the contract of
+// docs/ARCHITECTURE.md, shared by every device: CPU kernels always, CUDA ones when built with WITH_CUDA,
+// and the NPU backend registers PrivateUse1 kernels on the same schemas from Python
+// (maskrcnn_multi/backends/npu_kernels.py). Autograd for roi_align is registered from Python
 // (maskrcnn_multi/backends/native.py) so that it follows whichever device's kernels run.
 #include <Python.h>
 
@@ -14,17 +16,23 @@ TORCH_LIBRARY(maskrcnn_multi, m) {
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   // Pairwise IoU (N, M); NaN where two zero-area boxes meet (0 / 0), as torchvision.
   m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
-  // rois: (K, 5) [batch_index, x0, y0, x1, y1]; returns (K, C, pooled_height, pooled_width).
+  // input (N, C, H, W) in any layout and floating dtype (half types accumulate in float); rois: (K, 5)
+  // [batch_index, x0, y0, x1, y1], read in the accumulation type. Returns (K, C, pooled_height,
+  // pooled_width) of input's dtype, channels_last when input's channels are innermost.
   m.def(
       "roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_height, "
       "int pooled_width, int sampling_ratio, bool aligned) -> Tensor");
-  // Gradient w.r.t. roi_align's input: (batch_size, channels, height, width).
+  // Gradient w.r.t. roi_align's input: (batch_size, channels, height, width) of grad's dtype,
+  // channels_last when grad's channels are innermost; grad in any layout.
   m.def(
       "roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, "
       "int pooled_width, int batch_size, int channels, int height, int width, "
       "int sampling_ratio, bool aligned) -> Tensor");
   // masks (N, M, M) pasted into (N, height, width) float images, before thresholding.
   m.def("paste_masks(Tensor masks, Tensor boxes, int height, int width) -> Tensor");
+  // detectron2's paste_masks_in_image: (N, height, width) bool masks (value >= threshold), or uint8
+  // value * 255 when threshold < 0; 0 outside each mask's pasting region.
+  m.def("paste_masks_in_image(Tensor masks, Tensor boxes, int height, int width, float threshold) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
@@ -33,6 +41,7 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
   m.impl("roi_align", TORCH_FN(maskrcnn_multi::cpu::roi_align));
   m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cpu::roi_align_backward));
   m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cpu::paste_masks));
+  m.impl("paste_masks_in_image", TORCH_FN(maskrcnn_multi::cpu::paste_masks_in_image));
 }
 
 #ifdef WITH_CUDA
@@ -42,15 +51,32 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CUDA, m) {
   m.impl("roi_align", TORCH_FN(maskrcnn_multi::cuda::roi_align));
   m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cuda::roi_align_backward));
   m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cuda::paste_masks));
+  m.impl("paste_masks_in_image", TORCH_FN(maskrcnn_multi::cuda::paste_masks_in_image));
 }
 #endif
 
-// `import maskrcnn_multi._C` loads this library, which runs the static registrations above and in
-// every kernel file; the module object itself carries nothing.
+// `import maskrcnn_multi._C` loads this library, which runs the static registrations above. The module
+// object carries only what the build was: `built_with_cuda` (bool), so callers and tests can tell
+// whether CUDA kernels must be registered without asking torch what it could have been built with.
 static PyModuleDef kNativeModule = {
     PyModuleDef_HEAD_INIT, "maskrcnn_multi._C",
     "Native kernels of maskrcnn_multi, reachable as torch.ops.maskrcnn_multi.*", -1, nullptr};
 
 PyMODINIT_FUNC PyInit__C(void) {
-  return PyModule_Create(&kNativeModule);
+  PyObject* module = PyModule_Create(&kNativeModule);
+  if (module == nullptr) {
+    return nullptr;
+  }
+#ifdef WITH_CUDA
+  PyObject* built_with_cuda = Py_True;
+#else
+  PyObject* built_with_cuda = Py_False;
+#endif
+  Py_INCREF(built_with_cuda);
+  if (PyModule_AddObject(module, "built_with_cuda", built_with_cuda) < 0) {
+    Py_DECREF(built_with_cuda);
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }

@@ -1,6 +1,7 @@
-// Kernel entry points of maskrcnn_multi's native ops, one implementation per device, registered on
-// the dispatcher by csrc/ops.cpp. Argument order and meaning follow the schemas declared there.
-// Kernel files include this light header (not torch/library.h) to keep the build fast.
+// Kernel entry points of maskrcnn_multi's native ops, one implementation per device, all registered on
+// the dispatcher by csrc/ops.cpp (the kernel files register nothing themselves). Argument order and
+// meaning follow the schemas declared there. Kernel files include this light header (not
+// torch/library.h) to keep the build fast; what CPU and CUDA kernels share lives in csrc/common/.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,6 +17,8 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
                               int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
                               int64_t height, int64_t width, int64_t sampling_ratio, bool aligned);
 at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width);
+at::Tensor paste_masks_in_image(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width,
+                                double threshold);
 }  // namespace cpu
 
 #ifdef WITH_CUDA
@@ -28,6 +31,8 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
                               int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
                               int64_t height, int64_t width, int64_t sampling_ratio, bool aligned);
 at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width);
+at::Tensor paste_masks_in_image(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width,
+                                double threshold);
 }  // namespace cuda
 #endif
 

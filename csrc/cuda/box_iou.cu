@@ -1,11 +1,13 @@
-// Pairwise IoU on CUDA with the CPU kernel's (torchvision's) arithmetic and no fused multiply-adds,
-// so results are bit-identical to the CPU's, NaN for 0 / 0 included.
+// Pairwise IoU on CUDA with the arithmetic of common/box_overlap.h (torchvision's, no fused
+// multiply-adds), shared with the CPU kernel, so results are bit-identical to the CPU's, NaN included.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "common/box_overlap.h"
+#include "common/checks.h"
 #include "cuda_helpers.cuh"
 #include "ops.h"
 
@@ -14,18 +16,12 @@ namespace {
 
 template <typename T>
 __global__ void box_iou_kernel(const T* boxes1, const T* boxes2, int64_t num_boxes1, int64_t num_boxes2, T* iou) {
-  using cuda_helpers::exact_mul;
   const int64_t total = num_boxes1 * num_boxes2;
   for (int64_t index = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; index < total;
        index += (int64_t)blockDim.x * gridDim.x) {
     const T* a = boxes1 + 4 * (index / num_boxes2);
     const T* b = boxes2 + 4 * (index % num_boxes2);
-    const T area_a = exact_mul(a[2] - a[0], a[3] - a[1]);
-    const T area_b = exact_mul(b[2] - b[0], b[3] - b[1]);
-    const T width = max(min(a[2], b[2]) - max(a[0], b[0]), static_cast<T>(0));
-    const T height = max(min(a[3], b[3]) - max(a[1], b[1]), static_cast<T>(0));
-    const T inter = exact_mul(width, height);
-    iou[index] = inter / (area_a + area_b - inter);
+    iou[index] = common::iou_from_areas(common::intersection_area(a, b), common::box_area(a), common::box_area(b));
   }
 }
 
@@ -34,11 +30,8 @@ __global__ void box_iou_kernel(const T* boxes1, const T* boxes2, int64_t num_box
 namespace cuda {
 
 at::Tensor box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  TORCH_CHECK(boxes1.is_cuda() && boxes2.is_cuda(), "box_iou: boxes1 and boxes2 must be CUDA tensors");
-  TORCH_CHECK(boxes1.dim() == 2 && boxes1.size(1) == 4, "box_iou: boxes1 must be (N, 4), got ", boxes1.sizes());
-  TORCH_CHECK(boxes2.dim() == 2 && boxes2.size(1) == 4, "box_iou: boxes2 must be (M, 4), got ", boxes2.sizes());
-  TORCH_CHECK(boxes1.scalar_type() == boxes2.scalar_type(), "box_iou: boxes1 (", boxes1.scalar_type(),
-              ") and boxes2 (", boxes2.scalar_type(), ") must have the same dtype");
+  common::check_device("box_iou", at::kCUDA, {boxes1, boxes2});
+  common::check_box_iou_args(boxes1, boxes2);
   at::Tensor iou = at::empty({boxes1.size(0), boxes2.size(0)}, boxes1.options());
   if (iou.numel() == 0) {
     return iou;

@@ -1,7 +1,7 @@
 // Greedy NMS on CUDA. Boxes are sorted by score, a kernel builds the pairwise "suppresses" bit matrix
 // (64 boxes per block, one uint64 word per 64 columns), and the greedy pass over that matrix runs on
-// the host. IoUs use the CPU kernel's arithmetic (no fused multiply-adds), compared with the threshold
-// in double, so keeps are identical on every device.
+// the host. IoUs use common/box_overlap.h, the CPU kernel's arithmetic (no fused multiply-adds),
+// compared with the threshold in double, so keeps are identical on every device.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
@@ -12,6 +12,8 @@
 
 #include <vector>
 
+#include "common/box_overlap.h"
+#include "common/checks.h"
 #include "cuda_helpers.cuh"
 #include "ops.h"
 
@@ -20,16 +22,13 @@ namespace {
 
 constexpr int kBoxesPerWord = 64;
 
+// Whether `kept` (the higher-scored box) suppresses `other`. 0 / 0 (two zero-area boxes) is NaN,
+// which never exceeds the threshold.
 template <typename T>
 __device__ inline bool suppresses(const T* kept, const T* other, double iou_threshold) {
-  using cuda_helpers::exact_mul;
-  const T width = max(min(kept[2], other[2]) - max(kept[0], other[0]), static_cast<T>(0));
-  const T height = max(min(kept[3], other[3]) - max(kept[1], other[1]), static_cast<T>(0));
-  const T inter = exact_mul(width, height);
-  const T kept_area = exact_mul(kept[2] - kept[0], kept[3] - kept[1]);
-  const T other_area = exact_mul(other[2] - other[0], other[3] - other[1]);
-  // 0 / 0 (two zero-area boxes) is NaN, which never exceeds the threshold.
-  return static_cast<double>(inter / (kept_area + other_area - inter)) > iou_threshold;
+  const T iou = common::iou_from_areas(common::intersection_area(kept, other), common::box_area(kept),
+                                       common::box_area(other));
+  return static_cast<double>(iou) > iou_threshold;
 }
 
 // Block (col_block, row_block): bit i of mask[row * words + col_block] says box `row` suppresses box
@@ -72,12 +71,8 @@ __global__ void suppression_mask_kernel(int64_t num_boxes, double iou_threshold,
 namespace cuda {
 
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  TORCH_CHECK(boxes.is_cuda() && scores.is_cuda(), "nms: boxes and scores must be CUDA tensors");
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "nms: boxes must be (N, 4), got ", boxes.sizes());
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0),
-              "nms: scores must be (N,) with N = boxes.size(0) = ", boxes.size(0), ", got ", scores.sizes());
-  TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(), "nms: boxes (", boxes.scalar_type(),
-              ") and scores (", scores.scalar_type(), ") must have the same dtype");
+  common::check_device("nms", at::kCUDA, {boxes, scores});
+  common::check_nms_args(boxes, scores);
   const int64_t num_boxes = boxes.size(0);
   if (num_boxes == 0) {
     return at::empty({0}, boxes.options().dtype(at::kLong));

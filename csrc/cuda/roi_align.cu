@@ -1,173 +1,128 @@
-// RoIAlign forward and backward on CUDA, with the rules of torchvision's kernels (see
-// csrc/cpu/roi_align.cpp): samples outside [-1, H] x [-1, W] contribute 0, others are clamped;
-// sampling_ratio <= 0 is adaptive; aligned shifts by -0.5 and keeps the roi size as is.
-// One thread per pooled value; the backward scatters with atomics since rois overlap.
+// RoIAlign forward and backward on CUDA. The geometry (bins, sample positions, bilinear corners) is
+// common/roi_align_geometry.h and the layout rule common/layout.h, both shared with the CPU kernels:
+// features are read where they lie (any strides, channels_last included) in float, double, bf16 or
+// fp16, accumulated in float for the half types; results have the input's dtype, and are
+// channels_last when its channels are innermost. One thread per pooled value, threads walking the
+// result in its memory order (channels fastest when channels_last, so reads and atomics coalesce);
+// the backward scatters with atomics into an accumulation-type buffer since rois overlap.
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "common/checks.h"
+#include "common/layout.h"
+#include "common/roi_align_geometry.h"
 #include "cuda_helpers.cuh"
 #include "ops.h"
 
 namespace maskrcnn_multi {
 namespace {
 
-template <typename T>
-struct Corners {
-  int64_t offsets[4];
-  T weights[4];
-  bool inside;
+// Element strides of a (N, C, H, W) or (K, C, PH, PW) tensor.
+struct Strides {
+  int64_t n, c, h, w;
 };
 
-template <typename T>
-__device__ Corners<T> bilinear_corners(int64_t height, int64_t width, T y, T x) {
-  Corners<T> corners = {{0, 0, 0, 0}, {0, 0, 0, 0}, false};
-  if (y < -1.0 || y > height || x < -1.0 || x > width) {
-    return corners;
-  }
-  y = max(y, static_cast<T>(0));
-  x = max(x, static_cast<T>(0));
-  int64_t y_low = static_cast<int64_t>(y), x_low = static_cast<int64_t>(x);
-  int64_t y_high, x_high;
-  if (y_low >= height - 1) {
-    y_high = y_low = height - 1;
-    y = static_cast<T>(y_low);
-  } else {
-    y_high = y_low + 1;
-  }
-  if (x_low >= width - 1) {
-    x_high = x_low = width - 1;
-    x = static_cast<T>(x_low);
-  } else {
-    x_high = x_low + 1;
-  }
-  const T ly = y - y_low, lx = x - x_low;
-  const T hy = static_cast<T>(1) - ly, hx = static_cast<T>(1) - lx;
-  corners.offsets[0] = y_low * width + x_low;
-  corners.offsets[1] = y_low * width + x_high;
-  corners.offsets[2] = y_high * width + x_low;
-  corners.offsets[3] = y_high * width + x_high;
-  corners.weights[0] = hy * hx;
-  corners.weights[1] = hy * lx;
-  corners.weights[2] = ly * hx;
-  corners.weights[3] = ly * lx;
-  corners.inside = true;
-  return corners;
+Strides strides_of(const at::Tensor& tensor) {
+  return {tensor.stride(0), tensor.stride(1), tensor.stride(2), tensor.stride(3)};
 }
 
-// The geometry of one roi's bin (ph, pw): where its samples start and how many it averages.
-template <typename T>
-struct BinGeometry {
-  int64_t batch_index;
-  T start_h, start_w, bin_h, bin_w;
-  int64_t grid_h, grid_w;
-  T count;
+// The roi, channel and bin of the `index`-th pooled value in memory order: (n, ph, pw, c) when
+// channels_last, (n, c, ph, pw) otherwise.
+struct PooledIndex {
+  int64_t n, c, ph, pw;
 };
 
-template <typename T>
-__device__ BinGeometry<T> bin_geometry(const T* roi, T spatial_scale, int64_t pooled_height, int64_t pooled_width,
-                                       int64_t sampling_ratio, bool aligned) {
-  BinGeometry<T> geometry;
-  geometry.batch_index = static_cast<int64_t>(roi[0]);
-  const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0.0);
-  geometry.start_w = roi[1] * spatial_scale - offset;
-  geometry.start_h = roi[2] * spatial_scale - offset;
-  T roi_width = roi[3] * spatial_scale - offset - geometry.start_w;
-  T roi_height = roi[4] * spatial_scale - offset - geometry.start_h;
-  if (!aligned) {
-    roi_width = max(roi_width, static_cast<T>(1.));
-    roi_height = max(roi_height, static_cast<T>(1.));
+__device__ inline PooledIndex pooled_index(int64_t index, int64_t channels, int64_t pooled_height,
+                                           int64_t pooled_width, bool channels_last) {
+  PooledIndex at;
+  if (channels_last) {
+    at.c = index % channels;
+    at.pw = (index / channels) % pooled_width;
+    at.ph = (index / channels / pooled_width) % pooled_height;
+    at.n = index / channels / pooled_width / pooled_height;
+  } else {
+    at.pw = index % pooled_width;
+    at.ph = (index / pooled_width) % pooled_height;
+    at.c = (index / pooled_width / pooled_height) % channels;
+    at.n = index / pooled_width / pooled_height / channels;
   }
-  geometry.bin_h = roi_height / static_cast<T>(pooled_height);
-  geometry.bin_w = roi_width / static_cast<T>(pooled_width);
-  geometry.grid_h = sampling_ratio > 0 ? sampling_ratio : static_cast<int64_t>(ceil(roi_height / pooled_height));
-  geometry.grid_w = sampling_ratio > 0 ? sampling_ratio : static_cast<int64_t>(ceil(roi_width / pooled_width));
-  const int64_t samples = geometry.grid_h * geometry.grid_w;
-  geometry.count = static_cast<T>(samples > 1 ? samples : 1);
-  return geometry;
+  return at;
 }
 
-template <typename T>
-__global__ void roi_align_forward_kernel(int64_t total, const T* features, const T* rois, T spatial_scale,
-                                         int64_t batch_size, int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
-                                         int64_t pooled_width, int64_t sampling_ratio, bool aligned, T* pooled) {
+// What both kernels share: the pooling settings and the map's size.
+template <typename acc_t>
+struct Pooling {
+  const acc_t* rois;
+  acc_t spatial_scale;
+  int64_t batch_size, channels, height, width, pooled_height, pooled_width, sampling_ratio;
+  bool aligned, channels_last;
+};
+
+template <typename scalar_t, typename acc_t>
+__global__ void roi_align_forward_kernel(int64_t total, const scalar_t* features, Strides in, Pooling<acc_t> p,
+                                         scalar_t* pooled) {
   for (int64_t index = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; index < total;
        index += (int64_t)blockDim.x * gridDim.x) {
-    const int64_t pw = index % pooled_width;
-    const int64_t ph = (index / pooled_width) % pooled_height;
-    const int64_t c = (index / pooled_width / pooled_height) % channels;
-    const int64_t n = index / pooled_width / pooled_height / channels;
-    const auto geometry = bin_geometry<T>(rois + 5 * n, spatial_scale, pooled_height, pooled_width,
-                                          sampling_ratio, aligned);
+    const PooledIndex at = pooled_index(index, p.channels, p.pooled_height, p.pooled_width, p.channels_last);
+    const auto geometry = common::roi_geometry<acc_t>(p.rois + 5 * at.n, p.spatial_scale, p.pooled_height,
+                                                      p.pooled_width, p.sampling_ratio, p.aligned);
     // rois[:, 0] outside [0, N) would read another image's memory; the CPU kernel raises on it
-    CUDA_KERNEL_ASSERT(geometry.batch_index >= 0 && geometry.batch_index < batch_size);
-    const T* plane = features + (geometry.batch_index * channels + c) * height * width;
-    T value = 0;
+    CUDA_KERNEL_ASSERT(geometry.batch_index >= 0 && geometry.batch_index < p.batch_size);
+    const scalar_t* plane = features + geometry.batch_index * in.n + at.c * in.c;
+    acc_t value = 0;
     for (int64_t iy = 0; iy < geometry.grid_h; ++iy) {
-      const T y = geometry.start_h + ph * geometry.bin_h +
-                  static_cast<T>(iy + .5f) * geometry.bin_h / static_cast<T>(geometry.grid_h);
+      const auto y = common::axis_sample<acc_t>(
+          common::sample_position(geometry.start_h, geometry.bin_h, at.ph, iy, geometry.grid_h), p.height);
       for (int64_t ix = 0; ix < geometry.grid_w; ++ix) {
-        const T x = geometry.start_w + pw * geometry.bin_w +
-                    static_cast<T>(ix + .5f) * geometry.bin_w / static_cast<T>(geometry.grid_w);
-        const auto corners = bilinear_corners<T>(height, width, y, x);
-        if (corners.inside) {
-          value += corners.weights[0] * plane[corners.offsets[0]] + corners.weights[1] * plane[corners.offsets[1]] +
-                   corners.weights[2] * plane[corners.offsets[2]] + corners.weights[3] * plane[corners.offsets[3]];
+        const auto x = common::axis_sample<acc_t>(
+            common::sample_position(geometry.start_w, geometry.bin_w, at.pw, ix, geometry.grid_w), p.width);
+        const auto sample = common::bilinear_sample<acc_t>(y, x, in.h, in.w);
+        if (sample.inside) {
+          value += sample.weights[0] * static_cast<acc_t>(plane[sample.offsets[0]]) +
+                   sample.weights[1] * static_cast<acc_t>(plane[sample.offsets[1]]) +
+                   sample.weights[2] * static_cast<acc_t>(plane[sample.offsets[2]]) +
+                   sample.weights[3] * static_cast<acc_t>(plane[sample.offsets[3]]);
         }
       }
     }
-    pooled[index] = value / geometry.count;
+    pooled[index] = static_cast<scalar_t>(value / geometry.count);
   }
 }
 
-template <typename T>
-__global__ void roi_align_backward_kernel(int64_t total, const T* grad_pooled, const T* rois, T spatial_scale,
-                                          int64_t batch_size, int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
-                                          int64_t pooled_width, int64_t sampling_ratio, bool aligned,
-                                          T* grad_features) {
+// `grad_features` is the accumulation buffer, dense in its memory format (strides `out`).
+template <typename scalar_t, typename acc_t>
+__global__ void roi_align_backward_kernel(int64_t total, const scalar_t* grad_pooled, Strides grad, Pooling<acc_t> p,
+                                          acc_t* grad_features, Strides out) {
   for (int64_t index = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; index < total;
        index += (int64_t)blockDim.x * gridDim.x) {
-    const int64_t pw = index % pooled_width;
-    const int64_t ph = (index / pooled_width) % pooled_height;
-    const int64_t c = (index / pooled_width / pooled_height) % channels;
-    const int64_t n = index / pooled_width / pooled_height / channels;
-    const auto geometry = bin_geometry<T>(rois + 5 * n, spatial_scale, pooled_height, pooled_width,
-                                          sampling_ratio, aligned);
-    CUDA_KERNEL_ASSERT(geometry.batch_index >= 0 && geometry.batch_index < batch_size);
-    T* plane = grad_features + (geometry.batch_index * channels + c) * height * width;
-    const T grad_bin = grad_pooled[index];
+    const PooledIndex at = pooled_index(index, p.channels, p.pooled_height, p.pooled_width, p.channels_last);
+    const auto geometry = common::roi_geometry<acc_t>(p.rois + 5 * at.n, p.spatial_scale, p.pooled_height,
+                                                      p.pooled_width, p.sampling_ratio, p.aligned);
+    CUDA_KERNEL_ASSERT(geometry.batch_index >= 0 && geometry.batch_index < p.batch_size);
+    acc_t* plane = grad_features + geometry.batch_index * out.n + at.c * out.c;
+    const acc_t grad_bin =
+        static_cast<acc_t>(grad_pooled[at.n * grad.n + at.c * grad.c + at.ph * grad.h + at.pw * grad.w]);
     for (int64_t iy = 0; iy < geometry.grid_h; ++iy) {
-      const T y = geometry.start_h + ph * geometry.bin_h +
-                  static_cast<T>(iy + .5f) * geometry.bin_h / static_cast<T>(geometry.grid_h);
+      const auto y = common::axis_sample<acc_t>(
+          common::sample_position(geometry.start_h, geometry.bin_h, at.ph, iy, geometry.grid_h), p.height);
       for (int64_t ix = 0; ix < geometry.grid_w; ++ix) {
-        const T x = geometry.start_w + pw * geometry.bin_w +
-                    static_cast<T>(ix + .5f) * geometry.bin_w / static_cast<T>(geometry.grid_w);
-        const auto corners = bilinear_corners<T>(height, width, y, x);
-        if (!corners.inside) {
+        const auto x = common::axis_sample<acc_t>(
+            common::sample_position(geometry.start_w, geometry.bin_w, at.pw, ix, geometry.grid_w), p.width);
+        const auto sample = common::bilinear_sample<acc_t>(y, x, out.h, out.w);
+        if (!sample.inside) {
           continue;
         }
         for (int corner = 0; corner < 4; ++corner) {
-          gpuAtomicAdd(plane + corners.offsets[corner], grad_bin * corners.weights[corner] / geometry.count);
+          gpuAtomicAdd(plane + sample.offsets[corner], grad_bin * sample.weights[corner] / geometry.count);
         }
       }
     }
   }
-}
-
-void check_args(const char* op, const at::Tensor& values, const at::Tensor& rois, int64_t pooled_height,
-                int64_t pooled_width) {
-  TORCH_CHECK(values.is_cuda() && rois.is_cuda(), op, ": tensors must be on a CUDA device");
-  TORCH_CHECK(values.device() == rois.device(), op, ": rois are on ", rois.device(), ", features on ",
-              values.device());
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, op, ": rois must be (K, 5), got ", rois.sizes());
-  TORCH_CHECK(values.scalar_type() == rois.scalar_type(), op, ": rois (", rois.scalar_type(),
-              ") must have the dtype of the features (", values.scalar_type(), ")");
-  TORCH_CHECK(pooled_height > 0 && pooled_width > 0, op, ": pooled size must be positive, got (", pooled_height,
-              ", ", pooled_width, ")");
 }
 
 }  // namespace
@@ -176,23 +131,27 @@ namespace cuda {
 
 at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
                      int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
-  TORCH_CHECK(input.dim() == 4, "roi_align: input must be (N, C, H, W), got ", input.sizes());
-  check_args("roi_align", input, rois, pooled_height, pooled_width);
+  common::check_roi_align_input(input);
+  common::check_device("roi_align", at::kCUDA, {input, rois});
+  common::check_roi_align_args("roi_align", rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
-  at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width}, input.options());
+  at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width},
+                                input.options().memory_format(common::memory_format_like(input)));
   if (output.numel() == 0) {
     return output;
   }
   c10::cuda::CUDAGuard device_guard(input.device());
-  const at::Tensor input_c = input.contiguous();
-  const at::Tensor rois_c = rois.contiguous();
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "maskrcnn_multi::roi_align (CUDA)", [&] {
-    roi_align_forward_kernel<scalar_t>
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "maskrcnn_multi::roi_align (CUDA)", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor rois_acc = rois.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    const Pooling<acc_t> pooling{rois_acc.data_ptr<acc_t>(), static_cast<acc_t>(spatial_scale), input.size(0),
+                                 channels, input.size(2), input.size(3), pooled_height, pooled_width, sampling_ratio,
+                                 aligned, common::channels_innermost(input)};
+    roi_align_forward_kernel<scalar_t, acc_t>
         <<<cuda_helpers::blocks_for(output.numel()), cuda_helpers::kThreadsPerBlock, 0, stream>>>(
-            output.numel(), input_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
-            static_cast<scalar_t>(spatial_scale), input.size(0), channels, input.size(2), input.size(3), pooled_height,
-            pooled_width, sampling_ratio, aligned, output.data_ptr<scalar_t>());
+            output.numel(), input.data_ptr<scalar_t>(), strides_of(input), pooling, output.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return output;
@@ -201,27 +160,35 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spa
 at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
                               int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
                               int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
-  check_args("roi_align_backward", grad, rois, pooled_height, pooled_width);
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels &&
-                  grad.size(2) == pooled_height && grad.size(3) == pooled_width,
-              "roi_align_backward: grad must be (", rois.size(0), ", ", channels, ", ", pooled_height, ", ",
-              pooled_width, "), got ", grad.sizes());
-  at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
-  if (grad.numel() == 0 || grad_input.numel() == 0) {
-    return grad_input;
+  common::check_device("roi_align_backward", at::kCUDA, {grad, rois});
+  common::check_roi_align_args("roi_align_backward", rois, pooled_height, pooled_width);
+  common::check_roi_align_grad(grad, rois.size(0), channels, pooled_height, pooled_width);
+  TORCH_CHECK(grad.is_floating_point(), "roi_align_backward: grad must be floating point, got ", grad.scalar_type());
+  const auto options = grad.options().memory_format(common::memory_format_like(grad));
+  if (grad.numel() == 0 || batch_size * channels * height * width == 0) {
+    return at::empty({batch_size, channels, height, width}, options).zero_();
   }
   c10::cuda::CUDAGuard device_guard(grad.device());
-  const at::Tensor grad_c = grad.contiguous();
-  const at::Tensor rois_c = rois.contiguous();
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "maskrcnn_multi::roi_align_backward (CUDA)", [&] {
-    roi_align_backward_kernel<scalar_t>
+  at::Tensor grad_input;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
+                                  "maskrcnn_multi::roi_align_backward (CUDA)", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::ScalarType acc_type = c10::CppTypeToScalarType<acc_t>::value;
+    const at::Tensor rois_acc = rois.to(acc_type).contiguous();
+    // Half-precision atomics would lose the small terms: accumulate in acc_t, round once after.
+    // (at::zeros would drop the memory format.)
+    const at::Tensor accumulator = at::empty({batch_size, channels, height, width}, options.dtype(acc_type)).zero_();
+    const Pooling<acc_t> pooling{rois_acc.data_ptr<acc_t>(), static_cast<acc_t>(spatial_scale), batch_size,
+                                 channels, height, width, pooled_height, pooled_width, sampling_ratio, aligned,
+                                 common::channels_innermost(grad)};
+    roi_align_backward_kernel<scalar_t, acc_t>
         <<<cuda_helpers::blocks_for(grad.numel()), cuda_helpers::kThreadsPerBlock, 0, stream>>>(
-            grad.numel(), grad_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
-            static_cast<scalar_t>(spatial_scale), batch_size, channels, height, width, pooled_height, pooled_width,
-            sampling_ratio, aligned, grad_input.data_ptr<scalar_t>());
+            grad.numel(), grad.data_ptr<scalar_t>(), strides_of(grad), pooling, accumulator.data_ptr<acc_t>(),
+            strides_of(accumulator));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    grad_input = accumulator.to(grad.scalar_type());  // the same tensor when acc_t is scalar_t
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return grad_input;
 }
 

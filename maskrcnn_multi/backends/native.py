@@ -65,15 +65,30 @@ def _roi_align_setup_context(ctx, inputs, output) -> None:
     features, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
     ctx.save_for_backward(rois)
     ctx.features_shape = tuple(features.shape)
+    # The backward kernels lay the gradient out as the pooled gradient they are given (channels_last
+    # when its channels are innermost); remembering the features' layout lets the backward hand them a
+    # pooled gradient that makes the features' gradient come back in the features' own layout.
+    ctx.channels_last = _channels_innermost(features)
     ctx.pooling = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+
+
+def _channels_innermost(tensor: torch.Tensor) -> bool:
+    """The kernels' layout rule for (N, C, H, W) tensors: channels_last when channels are innermost."""
+    return tensor.dim() == 4 and tensor.shape[1] > 1 and tensor.stride(1) == 1
 
 
 def _roi_align_backward(ctx, grad_pooled):
     (rois,) = ctx.saved_tensors
     spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.pooling
     batch_size, channels, height, width = ctx.features_shape
+    # The pooled gradient is far smaller than the features' gradient, so it is the one converted when
+    # the layouts differ (e.g. the box head's flatten gives a contiguous gradient of channels_last
+    # features); any other layout goes to the kernel as it is.
+    if ctx.channels_last != _channels_innermost(grad_pooled):
+        grad_pooled = grad_pooled.contiguous(
+            memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
     grad_features = torch.ops.maskrcnn_multi.roi_align_backward(
-        grad_pooled.contiguous(), rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
+        grad_pooled, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
         width, sampling_ratio, aligned)
     # Gradients flow to the features only: rois are coordinates, the rest are settings.
     return grad_features, None, None, None, None, None, None

@@ -24,13 +24,13 @@ def _output_size(output_size) -> Tuple[int, int]:
     return size
 
 
-def _rois(boxes: BoxesArg, features: torch.Tensor) -> torch.Tensor:
-    """(K, 5) rois from either accepted boxes format, validated."""
+def _rois(boxes: BoxesArg, features: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(K, 5) rois of `dtype` from either accepted boxes format, validated."""
     if isinstance(boxes, torch.Tensor):
         if boxes.dim() != 2 or boxes.shape[1] != 5:
             raise ValueError(f"roi_align: boxes must be {_BOXES_FORMAT}, got a tensor of shape {tuple(boxes.shape)}")
         check_same_device("roi_align", "boxes", boxes, features.device)
-        return boxes
+        return boxes.to(dtype)
     if not isinstance(boxes, (list, tuple)):
         raise TypeError(f"roi_align: boxes must be {_BOXES_FORMAT}, got {type(boxes).__name__}")
     if len(boxes) > features.shape[0]:
@@ -39,10 +39,10 @@ def _rois(boxes: BoxesArg, features: torch.Tensor) -> torch.Tensor:
     for image_index, image_boxes in enumerate(boxes):
         check_boxes("roi_align", f"boxes[{image_index}]", image_boxes)
         check_same_device("roi_align", f"boxes[{image_index}]", image_boxes, features.device)
-        batch_index = torch.full_like(image_boxes[:, :1], image_index, dtype=features.dtype)
-        per_image.append(torch.cat([batch_index, image_boxes.to(features.dtype)], dim=1))
+        batch_index = torch.full_like(image_boxes[:, :1], image_index, dtype=dtype)
+        per_image.append(torch.cat([batch_index, image_boxes.to(dtype)], dim=1))
     if not per_image:
-        return features.new_zeros((0, 5))
+        return features.new_zeros((0, 5), dtype=dtype)
     return torch.cat(per_image, dim=0)
 
 
@@ -51,14 +51,18 @@ def roi_align(input: torch.Tensor, boxes: BoxesArg, output_size: Union[int, Tupl
     """Bilinearly pool each box of `input` into a fixed-size grid (Mask R-CNN's RoIAlign).
 
     Args:
-        input: (N, C, H, W) floating features (half precision is pooled in float32).
+        input: (N, C, H, W) floating features in any layout; bf16 / fp16 are pooled with float32
+            accumulation.
         boxes: (K, 5) [batch_index, x0, y0, x1, y1] or a list of N tensors (Ki, 4), in image coordinates.
         output_size: (pooled_height, pooled_width) or an int for both.
         spatial_scale: maps box coordinates onto `input` (1 / stride).
         sampling_ratio: samples per bin side; <= 0 means adaptive, ceil(roi_size / output_size).
         aligned: shift boxes by -0.5 pixel so pixel centres line up (detectron2's ROIAlignV2).
     Returns:
-        (K, C, pooled_height, pooled_width) in input's dtype; differentiable w.r.t. `input`.
+        (K, C, pooled_height, pooled_width) in input's dtype, channels_last when input's channels are
+        its innermost dimension (a channels_last map gives a channels_last result, which the mask
+        head's convolutions take as is; the box head's flatten makes its one copy), contiguous
+        otherwise. Differentiable w.r.t. `input`; the gradient has input's dtype and layout.
     """
     check_tensor("roi_align", "input", input)
     if input.dim() != 4 or not input.dtype.is_floating_point:
@@ -68,20 +72,19 @@ def roi_align(input: torch.Tensor, boxes: BoxesArg, output_size: Union[int, Tupl
     spatial_scale = check_number("roi_align", "spatial_scale", spatial_scale)
     sampling_ratio = check_int("roi_align", "sampling_ratio", sampling_ratio)
     aligned = bool(aligned)
-    dtype = compute_dtype(input.dtype)
-    features = input.to(dtype)
-    # Rois are coordinates, not parameters: no gradient flows to them (as torchvision's kernel).
-    rois = _rois(boxes, features).detach().to(dtype)
+    # The features go to the kernel as they are (any layout; bf16/fp16 are read directly and
+    # accumulated in float32). Rois are coordinates, not parameters: no gradient flows to them (as
+    # torchvision's kernel), and they stay in float32 for half features, where bf16 would snap
+    # coordinates near 800 to 4 px steps.
+    rois = _rois(boxes, input, compute_dtype(input.dtype)).detach()
 
     needs_grad = torch.is_grad_enabled() and input.requires_grad
-    native_ok = use_native("roi_align", features) and (
-        not needs_grad or native.has_kernel("roi_align_backward", features.device.type))
+    native_ok = use_native("roi_align", input) and (
+        not needs_grad or native.has_kernel("roi_align_backward", input.device.type))
     arguments = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
     if native_ok:
-        pooled = torch.ops.maskrcnn_multi.roi_align(features, rois, *arguments)
-    else:
-        pooled = reference.roi_align(features, rois, *arguments)
-    return pooled.to(input.dtype)
+        return torch.ops.maskrcnn_multi.roi_align(input, rois, *arguments)
+    return reference.roi_align(input, rois, *arguments)
 
 
 class RoIAlign(nn.Module):

@@ -1,26 +1,31 @@
 """Time the detection ops, reference (pure PyTorch) against native kernels, on one device.
 
-    python -m maskrcnn_multi.tools.benchmark_ops [--device cpu] [--repeat 5]
+    python -m maskrcnn_multi.tools.benchmark_ops [--device cpu] [--repeat 5] [--skip-reference] [--only OP]
 
-Cases, all for an 800x1216 input image:
+The "native" column times the public op (`maskrcnn_multi.ops.*`: input checks, the conversions the
+wrapper makes, the kernel), i.e. what the model pays; "reference" times the pure-PyTorch twin in
+`maskrcnn_multi.ops.reference` on the same inputs. Cases, all for an 800x1216 input image:
 - nms: 2,000 and 12,000 RPN-like boxes (random centres and log-uniform sizes, clipped to the
   image), random scores, IoU threshold 0.7.
 - roi_align: FPN features with 256 channels at strides 4, 8, 16, 32. Every level is pooled, each roi
   on the level detectron2's ROIPooler assigns it (canonical box 224 at level 4), so the timing is that
   of a box head (512 rois, 7x7) or mask head (100 rois, 14x14) pass: sampling_ratio 0, aligned.
-  "fwd" pools; "fwd+bwd" also back-propagates a gradient of ones to the features.
-- paste_masks: 100 masks of 28x28 into the 800x1216 image (threshold 0.5).
+  Features in fp32 or bf16 (what autocast gives), NCHW ("contiguous") or channels_last ("CL"); rois
+  in fp32. "fwd" pools; "fwd+bwd" also back-propagates a gradient of ones to the features.
+- paste: 100 masks of 28x28 pasted into the 800x1216 image and thresholded at 0.5 (bool masks, as
+  detector_postprocess makes them).
 The table gives the median wall time of `--repeat` runs after one warm-up run.
 """
 import argparse
-import sys
 import math
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from maskrcnn_multi import ops as public_ops
 from maskrcnn_multi.backends import get_backend, native
 from maskrcnn_multi.ops import reference
 from maskrcnn_multi.tools._cli import run_main
@@ -28,6 +33,14 @@ from maskrcnn_multi.tools._cli import run_main
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 FPN_STRIDES = (4, 8, 16, 32)
 FPN_CHANNELS = 256
+NATIVE_OPS = ("nms", "roi_align", "roi_align_backward", "paste_masks_in_image")
+# (label, dtype, memory format) of the features roi_align is timed on.
+FEATURE_VARIANTS = (
+    ("fp32", torch.float32, torch.contiguous_format),
+    ("fp32 CL", torch.float32, torch.channels_last),
+    ("bf16", torch.bfloat16, torch.contiguous_format),
+    ("bf16 CL", torch.bfloat16, torch.channels_last),
+)
 
 
 def random_boxes(count: int, device: torch.device, min_size: float = 8.0, max_size: float = 512.0) -> torch.Tensor:
@@ -52,14 +65,14 @@ def fpn_levels(boxes: torch.Tensor) -> torch.Tensor:
 
 def multilevel_pool(pool: Callable, features: Sequence[torch.Tensor], boxes: torch.Tensor,
                     output_size: int) -> torch.Tensor:
-    """Pool each box on its FPN level with `pool(features, rois, scale, h, w, sampling, aligned)`."""
+    """Pool each box on its FPN level with `pool(features, rois, output_size, scale, sampling, aligned)`."""
     levels = fpn_levels(boxes)
     rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
     pooled = features[0].new_zeros((boxes.shape[0], FPN_CHANNELS, output_size, output_size))
     for level, (level_features, stride) in enumerate(zip(features, FPN_STRIDES)):
         members = torch.where(levels == level)[0]
         if members.numel():
-            pooled[members] = pool(level_features, rois[members], 1.0 / stride, output_size, output_size, 0, True)
+            pooled[members] = pool(level_features, rois[members], output_size, 1.0 / stride, 0, True)
     return pooled
 
 
@@ -76,15 +89,23 @@ def time_median(run: Callable[[], object], synchronize: Callable[[], None], repe
     return statistics.median(durations)
 
 
-def implementations(device_type: str) -> Dict[str, Optional[Dict[str, Callable]]]:
-    """{"reference": ops, "native": ops or None when no kernel serves this device}."""
-    found = {"reference": {"nms": reference.nms, "roi_align": reference.roi_align,
-                           "paste_masks": reference.paste_masks}}
-    if all(native.has_kernel(op, device_type) for op in ("nms", "roi_align", "roi_align_backward", "paste_masks")):
-        found["native"] = {"nms": torch.ops.maskrcnn_multi.nms, "roi_align": torch.ops.maskrcnn_multi.roi_align,
-                           "paste_masks": torch.ops.maskrcnn_multi.paste_masks}
-    else:
-        found["native"] = None
+def _reference_roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned):
+    return reference.roi_align(features, rois, spatial_scale, output_size, output_size, sampling_ratio, aligned)
+
+
+def _reference_paste(masks, boxes, image_shape, threshold):
+    return reference.paste_masks_in_image(masks, boxes, image_shape[0], image_shape[1], threshold)
+
+
+def implementations(device_type: str, skip_reference: bool) -> Dict[str, Optional[Dict[str, Callable]]]:
+    """{"reference": twins or None when skipped, "native": public ops or None when no kernel serves
+    this device}. Both take the public ops' arguments."""
+    found: Dict[str, Optional[Dict[str, Callable]]] = {"reference": None, "native": None}
+    if not skip_reference:
+        found["reference"] = {"nms": reference.nms, "roi_align": _reference_roi_align, "paste": _reference_paste}
+    if all(native.has_kernel(op, device_type) for op in NATIVE_OPS):
+        found["native"] = {"nms": public_ops.nms, "roi_align": public_ops.roi_align,
+                           "paste": public_ops.paste_masks_in_image}
     return found
 
 
@@ -95,18 +116,20 @@ def benchmark_cases(device: torch.device) -> List[tuple]:
     for count in (2000, 12000):
         boxes, scores = random_boxes(count, device), torch.rand(count, device=device)
         rows.append(("nms", f"{count} boxes, thr 0.7", lambda ops, b=boxes, s=scores: (lambda: ops["nms"](b, s, 0.7))))
-    features = [torch.randn(1, FPN_CHANNELS, math.ceil(IMAGE_HEIGHT / stride), math.ceil(IMAGE_WIDTH / stride),
-                            device=device) for stride in FPN_STRIDES]
-    for head, count, size in (("box head", 512, 7), ("mask head", 100, 14)):
+    fp32_features = [torch.randn(1, FPN_CHANNELS, math.ceil(IMAGE_HEIGHT / stride), math.ceil(IMAGE_WIDTH / stride),
+                                 device=device) for stride in FPN_STRIDES]
+    for head, count, size in (("box", 512, 7), ("mask", 100, 14)):
         boxes = random_boxes(count, device, min_size=16.0)
-        case = f"{head}: {count} rois {size}x{size}"
-        rows.append(("roi_align", f"{case} fwd", lambda ops, b=boxes, s=size: _pool_runner(ops, features, b, s, False)))
-        rows.append(("roi_align", f"{case} fwd+bwd",
-                     lambda ops, b=boxes, s=size: _pool_runner(ops, features, b, s, True)))
+        for label, dtype, memory_format in FEATURE_VARIANTS:
+            features = [level.to(dtype).contiguous(memory_format=memory_format) for level in fp32_features]
+            case = f"{head} {count}x{size}x{size} {label}"
+            for backward in (False, True):
+                rows.append(("roi_align", f"{case} {'fwd+bwd' if backward else 'fwd'}",
+                             lambda ops, f=features, b=boxes, s=size, bw=backward: _pool_runner(ops, f, b, s, bw)))
     masks = torch.rand(100, 28, 28, device=device)
     mask_boxes = random_boxes(100, device, min_size=16.0)
-    rows.append(("paste_masks", "100 masks 28x28 -> 800x1216",
-                 lambda ops: (lambda: ops["paste_masks"](masks, mask_boxes, IMAGE_HEIGHT, IMAGE_WIDTH) >= 0.5)))
+    rows.append(("paste", "100 masks 28x28 -> 800x1216 >= 0.5",
+                 lambda ops: (lambda: ops["paste"](masks, mask_boxes, (IMAGE_HEIGHT, IMAGE_WIDTH), 0.5))))
     return rows
 
 
@@ -128,24 +151,29 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="MODEL.DEVICE-style device (default: cpu)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (default: 5)")
+    parser.add_argument("--skip-reference", action="store_true", help="time the native ops only")
+    parser.add_argument("--only", choices=("nms", "roi_align", "paste"), help="time one op's rows only")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
 
     backend = get_backend(args.device)
     device = backend.device
-    found = implementations(device.type)
+    found = implementations(device.type, args.skip_reference)
     print(f"device: {device}   torch {torch.__version__}   torch.get_num_threads() = {torch.get_num_threads()}")
     print(f"native kernels: {'yes' if found['native'] else 'no (maskrcnn_multi._C not built for this device)'}")
-    header = f"{'op':<12} {'case':<38} {'reference ms':>13} {'native ms':>10} {'speed-up':>9}"
+    header = f"{'op':<10} {'case':<34} {'reference ms':>13} {'native ms':>10} {'speed-up':>9}"
     print(header)
     print("-" * len(header))
     for op, case, make_runner in benchmark_cases(device):
-        times = {}
-        for name, ops in found.items():
-            if ops is not None:
-                times[name] = time_median(make_runner(ops), backend.synchronize, args.repeat) * 1e3
-        native_ms = f"{times['native']:10.2f}" if "native" in times else f"{'-':>10}"
-        speed_up = f"{times['reference'] / times['native']:8.1f}x" if "native" in times else f"{'-':>9}"
-        print(f"{op:<12} {case:<38} {times['reference']:13.2f} {native_ms} {speed_up}")
+        if args.only and op != args.only:
+            continue
+        times = {name: time_median(make_runner(ops), backend.synchronize, args.repeat) * 1e3
+                 for name, ops in found.items() if ops is not None}
+        cells = [f"{times[name]:{width}.2f}" if name in times else f"{'-':>{width}}"
+                 for name, width in (("reference", 13), ("native", 10))]
+        speed_up = (f"{times['reference'] / times['native']:8.1f}x" if len(times) == 2 else f"{'-':>9}")
+        print(f"{op:<10} {case:<34} {cells[0]} {cells[1]} {speed_up}")
 
 
 def cli() -> int:

@@ -1,5 +1,5 @@
 """npu_kernels: argument order, layouts, mode mapping and dtype handling, against the fake torch_npu
-(whose ops reproduce torchvision's results in /work/shared/reference, so the mapping is checked end to end)."""
+(whose ops reproduce torchvision's results in ../shared/reference, so the mapping is checked end to end)."""
 import pytest
 import torch
 

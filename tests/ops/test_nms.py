@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from maskrcnn_multi.ops import batched_nms, nms
+from maskrcnn_multi.ops import batched_nms, nms, reference
 
 from conftest import load_cases
 
@@ -62,3 +62,35 @@ def test_nms_rejects_bad_input_naming_the_argument():
         nms(torch.zeros(3, 4), torch.zeros(3), "high")
     with pytest.raises(TypeError, match="batched_nms: idxs must be an integer tensor"):
         batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(3), 0.5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("count", [255, 256, 257, 1500])
+def test_blocked_nms_keeps_what_the_sequential_greedy_keeps(implementation, count, threads):
+    # The CPU kernel resolves 256 boxes at a time, then lets their kept boxes suppress the rest (split
+    # over threads when large enough). Boxes on an integer grid make IoUs hit thresholds exactly (e.g.
+    # 0.5), rounded scores make ties, zero-size boxes give 0 / 0.
+    implementation.native_or_skip("nms")
+    generator = torch.Generator().manual_seed(count)
+    corners = (torch.rand(count, 2, generator=generator) * 150).round()
+    sizes = (torch.rand(count, 2, generator=generator) * 50).round()
+    sizes[::13] = 0
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    scores = (torch.rand(count, generator=generator) * 20).round()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for iou_threshold in (0.5, 0.7, 1 / 3, 0.0, 1.0, -0.1):
+            keep = nms(boxes.to(implementation.device), scores.to(implementation.device), iou_threshold)
+            assert torch.equal(keep.cpu(), reference.nms(boxes, scores, iou_threshold)), iou_threshold
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def test_nms_reads_strided_boxes(nms_cases, implementation):
+    implementation.native_or_skip("nms")
+    case = nms_cases["case3"]
+    padded = torch.cat([case["boxes"], case["boxes"]], dim=1)[:, 4:]  # a (N, 4) view with row stride 8
+    assert not padded.is_contiguous()
+    keep = nms(padded.to(implementation.device), case["scores"].to(implementation.device), float(case["iou_threshold"]))
+    assert torch.equal(keep.cpu(), case["keep"])

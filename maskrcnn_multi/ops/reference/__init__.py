@@ -3,7 +3,7 @@ against. Each follows its peer's arithmetic (torchvision's C++ kernels, detectro
 from .box_iou import box_iou
 from .conv2d import conv2d
 from .nms import nms
-from .paste_masks import paste_masks, region_masks
+from .paste_masks import paste_masks, paste_masks_in_image, region_masks
 from .roi_align import roi_align
 
-__all__ = ["box_iou", "conv2d", "nms", "paste_masks", "region_masks", "roi_align"]
+__all__ = ["box_iou", "conv2d", "nms", "paste_masks", "paste_masks_in_image", "region_masks", "roi_align"]

@@ -68,8 +68,21 @@ def _pool_rois(features_flat: torch.Tensor, batch_offset: torch.Tensor, y_axis, 
 
 def roi_align(features: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
               pooled_width: int, sampling_ratio: int, aligned: bool) -> torch.Tensor:
-    """Pool features (N, C, H, W) over rois (K, 5) [batch_index, x0, y0, x1, y1] (features' dtype)
-    into (K, C, pooled_height, pooled_width)."""
+    """Pool features (N, C, H, W) over rois (K, 5) [batch_index, x0, y0, x1, y1] into
+    (K, C, pooled_height, pooled_width), as the native kernels do: features in any layout and floating
+    dtype (bf16 / fp16 computed in float32, rois read in that type too), the result in the features'
+    dtype, channels_last when the features' channels are innermost, contiguous otherwise."""
+    dtype = torch.float32 if features.dtype in (torch.float16, torch.bfloat16) else features.dtype
+    channels_last = features.shape[1] > 1 and features.stride(1) == 1
+    pooled = _roi_align(features.to(dtype), rois.to(dtype), spatial_scale, pooled_height, pooled_width,
+                        sampling_ratio, aligned)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return pooled.to(features.dtype).contiguous(memory_format=memory_format)
+
+
+def _roi_align(features: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
+               pooled_width: int, sampling_ratio: int, aligned: bool) -> torch.Tensor:
+    """roi_align with features and rois of one floating dtype; the result is (K, C, ph, pw) of it."""
     _, channels, height, width = features.shape
     dtype = features.dtype
     num_rois = rois.shape[0]
@@ -105,4 +118,4 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, spatial_scale: float, 
         y_axis = _sample_axis(start_h[rows], bin_h[rows], grid_h[rows], pooled_height, max_h, height)
         x_axis = _sample_axis(start_w[rows], bin_w[rows], grid_w[rows], pooled_width, max_w, width)
         pooled_chunks.append(_pool_rois(features_flat, batch_offset[rows], y_axis, x_axis, count[rows], width))
-    return torch.cat(pooled_chunks).contiguous()
+    return torch.cat(pooled_chunks)
