@@ -59,6 +59,7 @@ class Backend:
         fused_conv2d: the device's fused inference convolution for `ops.conv2d` (conv + bias +
             residual + ReLU in one kernel; returns None where it cannot serve), or None: the
             unfused reference runs.
+        fused_linear: the same for `ops.linear` (matmul + bias + ReLU), or None.
     """
 
     device_type: ClassVar[str] = ""
@@ -68,6 +69,7 @@ class Backend:
     default_static_shape: ClassVar[Tuple[int, ...]] = ()
     batched_nms_per_class_above: ClassVar[int] = 100_000
     fused_conv2d: ClassVar[Optional[Callable[..., Optional[torch.Tensor]]]] = None
+    fused_linear: ClassVar[Optional[Callable[..., Optional[torch.Tensor]]]] = None
 
     def __init__(self, index: Optional[int] = None):
         """index: the device ordinal from "cuda:1" / "npu:0", or None for the current device."""

@@ -25,6 +25,7 @@ class CpuBackend(Backend):
     preferred_amp_dtype = torch.bfloat16
     batched_nms_per_class_above = 4000  # torchvision's CPU crossover (see Backend)
     fused_conv2d = staticmethod(cpu_kernels.onednn_conv2d)
+    fused_linear = staticmethod(cpu_kernels.onednn_linear)
 
     def check_available(self) -> None:
         if self.index not in (None, 0):

@@ -1,4 +1,4 @@
-"""The CPU's fused inference convolution: oneDNN's convolution with its post-ops.
+"""The CPU's fused inference convolution and linear layer: oneDNN's primitives with their post-ops.
 
 `onednn_conv2d` serves `ops.conv2d` on the CPU (through `CpuBackend.fused_conv2d`): one oneDNN
 primitive computes the convolution, adds the bias and, when asked, a residual tensor, then the ReLU,
@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["onednn_conv2d"]
+__all__ = ["onednn_conv2d", "onednn_linear"]
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -41,3 +41,14 @@ def onednn_conv2d(
     return torch.ops.mkldnn._convolution_pointwise.binary(
         input, residual, weight, bias, list(padding), list(stride), list(dilation), groups, "add", None,
         activation or None, [], "")
+
+
+def onednn_linear(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                  activation: str) -> Optional[torch.Tensor]:
+    """relu?(input @ weight.T + bias) by oneDNN (about twice MKL's float32 addmm on the box head's fc6
+    here), or None where it cannot serve (another dtype, mixed dtypes, no oneDNN)."""
+    if not _available() or input.dtype not in _DTYPES or weight.dtype != input.dtype or input.dim() != 2:
+        return None
+    if bias is not None and bias.dtype != input.dtype:
+        return None
+    return torch.ops.mkldnn._linear_pointwise(input, weight, bias, activation or "none", [], "")

@@ -5,7 +5,9 @@ tensor it does not change, in which:
 - each convolution followed by a FrozenBatchNorm2d (or an eval-mode BatchNorm2d) becomes one
   convolution with the norm folded into its weight and bias (exact up to rounding);
 - every convolution runs through `ops.conv2d`, which lets the device fuse the bias, the residual sum
-  of a ResNet block and the ReLU into the convolution (oneDNN's post-ops on the CPU);
+  of a ResNet block (and FPN's top-down sum) and the ReLU into the convolution (oneDNN's post-ops on
+  the CPU); linear layers likewise through `ops.linear`, with the box head's Flatten and ReLUs folded
+  into them;
 - optionally, convolution and linear weights are stored once in a half dtype (the autocast dtype of
   fast inference) and in a memory format (channels_last), and the batched input image is converted
   once at the input: no per-call weight casts, no layout changes between layers. The few layers a
@@ -28,7 +30,7 @@ from maskrcnn_multi import ops
 from .backbone.resnet_blocks import BasicBlock, BasicStem, BottleneckBlock
 from .layers import Conv2d, FrozenBatchNorm2d
 
-__all__ = ["FusedConv2d", "build_inference_graph", "fold_norm"]
+__all__ = ["FusedConv2d", "FusedLinear", "build_inference_graph", "fold_norm"]
 
 _RELUS = (F.relu, F.relu_, torch.relu, torch.relu_)
 
@@ -39,6 +41,8 @@ class FusedConv2d(nn.Module):
     ``forward(x, residual=None)``: ``x`` Tensor[N, Cin, H, W] is cast to the weight's dtype if it
     differs (as autocast would); returns ``relu?(conv(x) + bias + residual?)``.
     """
+
+    fuses_residual = True  # FPN adds its top-down features through ``residual``
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride, padding, dilation, groups: int,
                  activation: str = ""):
@@ -60,6 +64,77 @@ class FusedConv2d(nn.Module):
         out_channels, in_channels, kh, kw = self.weight.shape
         return (f"{in_channels * self.groups}, {out_channels}, kernel_size=({kh}, {kw}), stride={self.stride}, "
                 f"padding={self.padding}, activation={self.activation or 'none'}, dtype={self.weight.dtype}")
+
+
+class FusedLinear(nn.Module):
+    """A linear layer with its bias and optional ReLU applied by `ops.linear` (inference only).
+
+    With ``flattens=True`` it also stands for the ``nn.Flatten`` before it: a Tensor[R, C, H, W] input
+    is flattened in (H, W, C) order, a free view of a channels_last tensor, against the weight's
+    columns permuted to match (computed once per input shape), so the pooled features are not
+    copied back to NCHW before the first fully connected layer.
+    """
+
+    fuses_residual = False
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: str = "", flattens: bool = False):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        self.activation = activation
+        self.flattens = flattens
+        self._permuted: Optional[Tuple[Tuple[int, ...], torch.Tensor]] = None
+
+    def _channels_last_weight(self, chw: Tuple[int, ...]) -> torch.Tensor:
+        if self._permuted is None or self._permuted[0] != chw or self._permuted[1].dtype != self.weight.dtype:
+            channels, height, width = chw
+            permuted = self.weight.reshape(-1, channels, height, width).permute(0, 2, 3, 1).reshape(self.weight.shape[0], -1)
+            self._permuted = (chw, permuted.contiguous())
+        return self._permuted[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if self.flattens and x.dim() == 4:
+            weight = self._channels_last_weight(tuple(x.shape[1:]))
+            x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # a view when x is channels_last
+        elif self.flattens:
+            x = torch.flatten(x, start_dim=1)
+        if x.dtype != weight.dtype:
+            x = x.to(weight.dtype)
+        if x.dim() != 2:
+            return ops.reference.linear(x, weight, self.bias, self.activation)
+        return ops.linear(x, weight, self.bias, activation=self.activation)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, "
+                f"activation={self.activation or 'none'}, flattens={self.flattens}, dtype={self.weight.dtype}")
+
+
+def _fuse_linear(linear: nn.Linear, activation: str = "", flattens: bool = False) -> FusedLinear:
+    bias = None if linear.bias is None else linear.bias.detach()
+    return FusedLinear(linear.weight.detach(), bias, activation, flattens)
+
+
+def _fuse_sequential_linears(sequence: nn.Sequential) -> bool:
+    """In a Sequential, fold ``Flatten`` into the ``Linear`` after it and a ``ReLU`` into the
+    ``Linear`` before it (the box head: flatten, fc1, fc_relu1, fc2, fc_relu2); True if it changed."""
+    names = [name for name, _ in sequence.named_children()]
+    changed = False
+    for index, name in enumerate(names):
+        child = getattr(sequence, name)
+        if type(child) is not nn.Linear:
+            continue
+        previous = getattr(sequence, names[index - 1]) if index > 0 else None
+        following = getattr(sequence, names[index + 1]) if index + 1 < len(names) else None
+        flattens = type(previous) is nn.Flatten and previous.start_dim == 1 and previous.end_dim == -1
+        relu = isinstance(following, nn.ReLU)
+        setattr(sequence, name, _fuse_linear(child, "relu" if relu else "", flattens))
+        if flattens:
+            setattr(sequence, names[index - 1], nn.Identity())
+        if relu:
+            setattr(sequence, names[index + 1], nn.Identity())
+        changed = True
+    return changed
 
 
 def fold_norm(weight: torch.Tensor, bias: Optional[torch.Tensor], norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -157,10 +232,14 @@ def _fuse_block(block: nn.Module) -> Optional[nn.Module]:
 def _replace_modules(module: nn.Module, replaced: Dict[int, nn.Module]) -> None:
     """Depth first: fuse ResNet blocks, then any remaining convolution (FPN, RPN and mask heads);
     ``replaced`` collects id(old module) -> its fused module."""
+    if isinstance(module, nn.Sequential):
+        _fuse_sequential_linears(module)
     for name, child in list(module.named_children()):
         fused = _fuse_block(child)
         if fused is None and isinstance(child, nn.Conv2d):
             fused = _fuse_conv(child)
+        elif fused is None and type(child) is nn.Linear:
+            fused = _fuse_linear(child)
         if fused is not None:
             setattr(module, name, fused)
             replaced[id(child)] = fused
@@ -208,7 +287,7 @@ def _widen(module: nn.Module) -> None:
         tensor = getattr(module, name, None)
         if isinstance(tensor, torch.Tensor) and tensor.dtype in (torch.float16, torch.bfloat16):
             widened = tensor.detach().float()
-            setattr(module, name, widened if isinstance(module, FusedConv2d) else nn.Parameter(widened, False))
+            setattr(module, name, widened if isinstance(module, (FusedConv2d, FusedLinear)) else nn.Parameter(widened, False))
 
 
 def _store_weights(graph: nn.Module, dtype: Optional[torch.dtype], memory_format: torch.memory_format) -> None:
@@ -223,6 +302,9 @@ def _store_weights(graph: nn.Module, dtype: Optional[torch.dtype], memory_format
             module.weight = module.weight.to(dtype=dtype or module.weight.dtype, memory_format=memory_format)
             if module.bias is not None and dtype is not None:
                 module.bias = module.bias.to(dtype)
+        elif isinstance(module, FusedLinear) and dtype is not None:
+            module.weight = module.weight.to(dtype)
+            module.bias = None if module.bias is None else module.bias.to(dtype)
         elif isinstance(module, (nn.Linear, nn.ConvTranspose2d, nn.Conv2d)) and dtype is not None:
             layout = memory_format if module.weight.dim() == 4 else torch.contiguous_format
             module.weight = nn.Parameter(module.weight.detach().to(dtype=dtype, memory_format=layout), False)

@@ -126,7 +126,12 @@ class ROIPooler(nn.Module):
         levels = assign_boxes_to_levels(box_lists, self.min_level, self.max_level,
                                         self.canonical_box_size, self.canonical_level)
         channels = features[0].shape[1]
-        output = features[0].new_zeros((pooler_boxes.size(0), channels) + self.output_size)
+        # the features' layout (channels_last on the fast path), so no copy back to NCHW
+        channels_last = features[0].is_contiguous(memory_format=torch.channels_last) and not features[0].is_contiguous()
+        # every box belongs to exactly one level (assign_boxes_to_levels clamps), so every row is written
+        output = torch.empty((pooler_boxes.size(0), channels) + self.output_size, dtype=features[0].dtype,
+                             device=features[0].device,
+                             memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         for level, pooler in enumerate(self.level_poolers):
             indices = torch.nonzero(levels == level, as_tuple=True)[0]
             output.index_put_((indices,), pooler(features[level], pooler_boxes[indices]))

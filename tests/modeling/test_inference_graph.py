@@ -141,3 +141,21 @@ def test_a_norm_that_does_not_fold_keeps_its_convolution():
         expected, fused = model.backbone(images), graph.backbone(images)
     for name in expected:
         torch.testing.assert_close(fused[name], expected[name], rtol=1e-4, atol=1e-4)
+
+
+def test_the_box_head_flattens_channels_last_features_without_a_copy():
+    """Flatten + fc1 + ReLU become one FusedLinear reading a channels_last Tensor[R, C, 7, 7] as a view,
+    against fc1's columns permuted to (H, W, C) order: the same numbers as the model's flatten."""
+    from maskrcnn_multi.modeling.inference_graph import FusedLinear
+
+    model = _eval_model()
+    graph = build_inference_graph(model, memory_format=torch.channels_last)
+    head, fused_head = model.roi_heads.box_head, graph.roi_heads.box_head
+    assert isinstance(fused_head.fc1, FusedLinear) and fused_head.fc1.flattens and fused_head.fc1.activation == "relu"
+    assert isinstance(fused_head.flatten, nn.Identity) and isinstance(fused_head.fc_relu1, nn.Identity)
+    pooled = torch.randn(5, 32, 7, 7)
+    with torch.no_grad():
+        expected = head(pooled)
+        for layout in (torch.channels_last, torch.contiguous_format):
+            torch.testing.assert_close(fused_head(pooled.contiguous(memory_format=layout)), expected,
+                                       rtol=1e-5, atol=1e-5)

@@ -122,7 +122,10 @@ class FPN(Backbone):
                 continue
             features = bottom_up_features[self.in_features[-index - 1]]
             top_down_features = F.interpolate(prev_features, scale_factor=2.0, mode="nearest")
-            prev_features = lateral_conv(features) + top_down_features
+            if getattr(lateral_conv, "fuses_residual", False):  # the inference graph's fused convolution
+                prev_features = lateral_conv(features, residual=top_down_features)
+            else:
+                prev_features = lateral_conv(features) + top_down_features
             if self._fuse_type == "avg":
                 prev_features /= 2
             results.insert(0, output_conv(prev_features))

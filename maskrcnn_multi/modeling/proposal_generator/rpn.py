@@ -31,8 +31,6 @@ class StandardRPNHead(nn.Module):
             (named ``conv``, as detectron2's checkpoints expect).
     """
 
-    float32_layers = ("objectness_logits", "anchor_deltas")  # see FastRCNNOutputLayers.float32_layers
-
     @configurable
     def __init__(self, *, in_channels: int, num_anchors: int, box_dim: int = 4, conv_dims: Sequence[int] = (-1,)):
         super().__init__()

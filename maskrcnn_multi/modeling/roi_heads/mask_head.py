@@ -74,8 +74,6 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         loss_weight: multiplier of ``loss_mask``.
     """
 
-    float32_layers = ("predictor",)  # see FastRCNNOutputLayers.float32_layers
-
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int], conv_norm: str = "",
                  loss_weight: float = 1.0):
