@@ -60,6 +60,8 @@ class Backend:
             residual + ReLU in one kernel; returns None where it cannot serve), or None: the
             unfused reference runs.
         fused_linear: the same for `ops.linear` (matmul + bias + ReLU), or None.
+        fused_optimizers: build SGD / AdamW with torch's fused kernel (``fused=True``): one kernel over
+            all parameters instead of several small ops per parameter.
     """
 
     device_type: ClassVar[str] = ""
@@ -70,6 +72,7 @@ class Backend:
     batched_nms_per_class_above: ClassVar[int] = 100_000
     fused_conv2d: ClassVar[Optional[Callable[..., Optional[torch.Tensor]]]] = None
     fused_linear: ClassVar[Optional[Callable[..., Optional[torch.Tensor]]]] = None
+    fused_optimizers: ClassVar[bool] = False
 
     def __init__(self, index: Optional[int] = None):
         """index: the device ordinal from "cuda:1" / "npu:0", or None for the current device."""

@@ -26,6 +26,8 @@ class CpuBackend(Backend):
     batched_nms_per_class_above = 4000  # torchvision's CPU crossover (see Backend)
     fused_conv2d = staticmethod(cpu_kernels.onednn_conv2d)
     fused_linear = staticmethod(cpu_kernels.onednn_linear)
+    # torch's fused CPU SGD / AdamW: an R18 Mask R-CNN's AdamW step 38 ms -> 6.5 ms, SGD 9.9 -> 4.7 ms
+    fused_optimizers = True
 
     def check_available(self) -> None:
         if self.index not in (None, 0):

@@ -12,8 +12,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Type
 import torch
 from torch import nn
 
-from maskrcnn_multi.config.errors import UserError
+from maskrcnn_multi.backends import backend_class
 from maskrcnn_multi.backends.amp import is_normalization  # one definition: O2 keeps the same layers fp32
+from maskrcnn_multi.config.errors import UserError
 
 from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR
 
@@ -107,6 +108,12 @@ def _with_gradient_clipping(optimizer_type: Type[torch.optim.Optimizer], clipper
     return type(name, (optimizer_type,), {"step": step})
 
 
+def _fused_on(param_groups: List[Dict[str, Any]]) -> bool:
+    """Whether the parameters' device prefers torch's fused optimizer kernels (Backend.fused_optimizers)."""
+    devices = {param.device.type for group in param_groups for param in group["params"]}
+    return len(devices) == 1 and backend_class(devices.pop()).fused_optimizers
+
+
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """SOLVER.OPTIMIZER over ``model``'s trainable parameters, per-group weight decay and LR: SGD
     (MOMENTUM, NESTEROV) or AdamW (betas (MOMENTUM, 0.999), decoupled weight decay)."""
@@ -129,6 +136,8 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         arguments = {"momentum": solver.MOMENTUM, "nesterov": bool(solver.get("NESTEROV", False))}
     else:
         optimizer_type, arguments = torch.optim.AdamW, {"betas": (solver.MOMENTUM, 0.999)}
+    if _fused_on(params):
+        arguments["fused"] = True  # one kernel over every parameter instead of a loop of small ops
     clipper = build_gradient_clipper(cfg)
     if clipper is not None:
         full_model = solver.CLIP_GRADIENTS.CLIP_TYPE == "full_model"

@@ -144,3 +144,27 @@ def test_unknown_optimizer_names_the_key():
     cfg.SOLVER.OPTIMIZER = "LAMB"
     with pytest.raises(ValueError, match="SOLVER.OPTIMIZER 'LAMB'"):
         build_optimizer(cfg, nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_the_cpu_uses_the_fused_kernels_with_the_same_steps(name):
+    """Backend.fused_optimizers: one kernel for all parameters; the steps equal the loop's."""
+    cfg = _cfg(OPTIMIZER=name)
+    torch.manual_seed(0)
+    model, reference_model = _TinyNet(), _TinyNet()
+    reference_model.load_state_dict(model.state_dict())
+    optimizer = build_optimizer(cfg, model)
+    assert all(group.get("fused") for group in optimizer.param_groups)
+    reference = torch.optim.SGD if name == "SGD" else torch.optim.AdamW
+    arguments = {"momentum": cfg.SOLVER.MOMENTUM} if name == "SGD" else {"betas": (cfg.SOLVER.MOMENTUM, 0.999)}
+    loop = reference(get_default_optimizer_params(reference_model, base_lr=0.1, weight_decay=1e-4,
+                                                  weight_decay_norm=0.0), lr=0.1, foreach=False, **arguments)
+    for step in range(3):
+        for net in (model, reference_model):
+            for param in net.parameters():
+                if param.requires_grad:
+                    param.grad = torch.full_like(param, 0.1 * (step + 1))
+        optimizer.step()
+        loop.step()
+    for (name_, fused), (_, looped) in zip(model.named_parameters(), reference_model.named_parameters()):
+        torch.testing.assert_close(fused, looped, rtol=1e-6, atol=1e-7, msg=name_)
