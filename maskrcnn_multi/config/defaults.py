@@ -132,6 +132,9 @@ _C.TEST.PRECISE_BN.NUM_ITER = 200
 # ours (see the module docstring): inference precision and the fused inference graph
 _C.TEST.AMP = CN({"ENABLED": False})
 _C.TEST.FUSE_LAYERS = True
+# ours: compile the backbone (+FPN) for inference with torch.compile (inductor, freezing); pays off
+# for a fixed input size only (each new size compiles again); see engine.inference
+_C.TEST.COMPILE = False
 
 # ---------------------------------------------------------------------------- #
 # Misc

@@ -12,7 +12,9 @@ behind FrozenBN and would diverge; the work done is the same). Modes:
 - exact: float32, the model's own modules layer by layer, contiguous (how detectron2 runs);
 - fused: float32 in the backend's preferred layout with the fused inference graph (our default);
 - fast:  the backend's half type (bfloat16 on the CPU) with autocast and channels_last; training
-  with AMP O1 in that dtype.
+  with AMP O1 in that dtype;
+- compiled: fast with the backbone compiled by torch.compile (TEST.COMPILE; inference only, and
+  not in the default --modes: its first call compiles for tens of seconds).
 Each cell runs in its own process (a clean peak-memory figure and its own thread count), reports the
 median over ``--iters`` timed iterations after ``--warmup``, and the table gives seconds, the detection
 count and the peak resident memory (CPU) or peak allocated memory (accelerators).
@@ -45,6 +47,9 @@ MODES = {
     "exact": {"pairs": ["TEST.FUSE_LAYERS", "False", "MODEL.MEMORY_FORMAT", "contiguous"], "amp": False},
     "fused": {"pairs": ["TEST.FUSE_LAYERS", "True", "MODEL.MEMORY_FORMAT", "auto"], "amp": False},
     "fast": {"pairs": ["TEST.AMP.ENABLED", "True", "MODEL.MEMORY_FORMAT", "channels_last"], "amp": True},
+    # inference only: fast, with the backbone compiled (TEST.COMPILE; compiling is in the warm-up)
+    "compiled": {"pairs": ["TEST.AMP.ENABLED", "True", "MODEL.MEMORY_FORMAT", "channels_last", "TEST.COMPILE", "True"],
+                 "amp": True, "inference_only": True},
 }
 TASKS = ("inference", "train")
 # Random weights: no checkpoint, every detection kept (score threshold 0: TEST.DETECTIONS_PER_IMAGE
@@ -59,7 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--device", default=None, help="MODEL.DEVICE (default: the config's)")
     parser.add_argument("--task", choices=TASKS + ("both",), default="both")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from: {', '.join(MODES)}")
+    parser.add_argument("--modes", default="exact,fused,fast", help=f"comma-separated, from: {', '.join(MODES)}")
     parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per cell")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
@@ -207,11 +212,12 @@ def format_table(results: Sequence[Dict], modes: Sequence[str], tasks: Sequence[
     header += [f"peak MB ({t})" for t in tasks]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode in modes:
-        row = [mode] + [f"{by_key[(mode, t, n)]['seconds']:.3f}" for t in tasks for n in threads]
+        row = [mode] + [f"{by_key[(mode, t, n)]['seconds']:.3f}" if (mode, t, n) in by_key else "-"
+                        for t in tasks for n in threads]
         if "inference" in tasks:
             row.append(str(by_key[(mode, "inference", threads[0])]["detections"]))
         for task in tasks:
-            peaks = [by_key[(mode, task, n)]["peak_mb"] for n in threads]
+            peaks = [by_key[(mode, task, n)]["peak_mb"] for n in threads if (mode, task, n) in by_key]
             row.append(f"{max(p for p in peaks if p is not None):.0f}" if any(p is not None for p in peaks) else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -236,6 +242,8 @@ def main(argv=None) -> int:
     for task in tasks:
         for mode in modes:
             for count in threads:
+                if task == "train" and MODES[mode].get("inference_only"):
+                    continue
                 results.append(_run_cell_process(args, mode, task, count))
                 print(f"{mode} {task} {count} thread(s): {results[-1]['seconds']:.3f} s", file=sys.stderr, flush=True)
     device = results[0]["device"]

@@ -137,3 +137,17 @@ def test_for_inference_uses_the_backends_autocast():
     runner = for_inference(_model(), cfg, get_backend("cpu"))
     instances = runner(make_random_batch(1, with_targets=False))[0]["instances"]
     assert runner.settings.dtype == torch.bfloat16 and instances.scores.dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_a_compiled_backbone_gives_the_same_detections():
+    """TEST.COMPILE: inductor with freezing on the backbone; float32 detections as the eager graph's."""
+    model = _model()
+    batch = make_random_batch(1, with_targets=False)
+    eager = InferenceModel(model, InferenceSettings(None, torch.channels_last, True))(batch)[0]["instances"]
+    compiled_runner = InferenceModel(model, InferenceSettings(None, torch.channels_last, True, compile=True))
+    compiled = compiled_runner(batch)[0]["instances"]
+    assert compiled_runner.settings.describe().endswith("compiled backbone")
+    assert len(compiled) == len(eager) > 0
+    torch.testing.assert_close(compiled.scores, eager.scores, rtol=0, atol=1e-3)
+    torch.testing.assert_close(compiled.pred_boxes.tensor, eager.pred_boxes.tensor, rtol=0, atol=0.05)
