@@ -127,6 +127,7 @@ setup(
         "console_scripts": [
             "maskrcnn-train = maskrcnn_multi.tools.train_net:cli",
             "maskrcnn-demo = maskrcnn_multi.tools.demo:cli",
+            "maskrcnn-test = maskrcnn_multi.tools.test_net:cli",
         ]
     },
     zip_safe=False,

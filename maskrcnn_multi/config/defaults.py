@@ -30,6 +30,9 @@ YAML means the same thing here. Our additions and the choices behind them:
   `MODEL.MEMORY_FORMAT = "auto"` (the backend's preferred layout for the dtype the convolutions run
   in; "channels_last", "contiguous"), `TEST.FUSE_LAYERS = True` (FrozenBN folded into convolutions,
   bias / residual / ReLU fused, at inference only; the parameters and checkpoints are unchanged).
+- `TEST.IMS_PER_BATCH = 1` (maskrcnn-benchmark's key; detectron2 always tests one image per batch):
+  images per batch in the test loader *on each process* (detectron2's `batch_size` of
+  build_detection_test_loader), so 1 keeps detectron2's behaviour on any number of processes.
 """
 from .config import CfgNode as CN
 from .defaults_model import add_model_defaults
@@ -123,6 +126,8 @@ _C.TEST.EXPECTED_RESULTS = []
 _C.TEST.EVAL_PERIOD = 0
 _C.TEST.KEYPOINT_OKS_SIGMAS = []
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+# ours (see the module docstring): images per test batch on each process
+_C.TEST.IMS_PER_BATCH = 1
 _C.TEST.AUG = CN({"ENABLED": False})
 _C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
 _C.TEST.AUG.MAX_SIZE = 4000

@@ -28,6 +28,7 @@ __all__ = [
     "orientation_groups",
     "build_detection_train_loader",
     "build_detection_test_loader",
+    "test_batch_size",
     "trivial_batch_collator",
 ]
 
@@ -256,10 +257,23 @@ def build_detection_train_loader(
     )
 
 
-def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callable[[dict], dict]] = None) -> DataLoader:
-    """Batches of one mapped dict per rank, each image of ``dataset_name`` seen exactly once across
-    ranks. An unreadable image raises an error naming it; MODEL.ROI_HEADS.NUM_CLASSES must match the
-    dataset's categories (``check_num_classes``)."""
+def test_batch_size(cfg) -> int:
+    """TEST.IMS_PER_BATCH, images per test batch on each rank; a positive integer or a UserError."""
+    batch_size = cfg.TEST.get("IMS_PER_BATCH", 1)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"TEST.IMS_PER_BATCH must be a positive integer (images per test batch on each process), "
+                        f"got {batch_size!r}")
+    return batch_size
+
+
+def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callable[[dict], dict]] = None,
+                                batch_size: Optional[int] = None) -> DataLoader:
+    """Batches of ``batch_size`` (default TEST.IMS_PER_BATCH) mapped dicts per rank, in dataset order,
+    each image of ``dataset_name`` seen exactly once across ranks (the last batch may be smaller).
+    The model pads a batch's images to the largest of them (see README, batched inference). An
+    unreadable image raises an error naming it; MODEL.ROI_HEADS.NUM_CLASSES must match the dataset's
+    categories (``check_num_classes``)."""
+    batch_size = test_batch_size(cfg) if batch_size is None else batch_size
     check_dataset_names([dataset_name], "DATASETS.TEST")
     dataset_dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
     check_num_classes(cfg, [dataset_name])
@@ -267,7 +281,7 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callabl
     dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=False)
     return DataLoader(
         dataset,
-        batch_sampler=BatchSampler(InferenceSampler(len(dataset)), 1, drop_last=False),
+        batch_sampler=BatchSampler(InferenceSampler(len(dataset)), batch_size, drop_last=False),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         collate_fn=trivial_batch_collator,
     )

@@ -212,9 +212,11 @@ def launch(
     dist_url: Optional[str] = None,
     script_args: Optional[Sequence[str]] = None,
     args: tuple = (),
+    module: str = "maskrcnn_multi.tools.train_net",
 ):
     """Run ``main_func(*args)`` here, or re-execute this command under torchrun when it asks for
-    more than one process and torchrun did not start it. ``script_args`` default to ``sys.argv[1:]``."""
+    more than one process and torchrun did not start it: ``python -m <module> <script_args>``
+    (``script_args`` default to ``sys.argv[1:]``)."""
     world_size = num_gpus_per_machine * num_machines
     if world_size <= 1 or under_torchrun():
         return main_func(*args)
@@ -223,7 +225,7 @@ def launch(
     host, port = parse_dist_url(dist_url or "auto")
     command = torchrun_command(
         list(sys.argv[1:] if script_args is None else script_args),
-        num_gpus_per_machine, num_machines, machine_rank, host, port,
+        num_gpus_per_machine, num_machines, machine_rank, host, port, module=module,
     )
     logger.info("starting %d processes under torchrun: %s", num_gpus_per_machine, shlex.join(command))
     sys.stdout.flush()

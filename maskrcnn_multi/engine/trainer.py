@@ -21,7 +21,7 @@ from ..backends.amp import apply_opt_level
 from ..checkpoint import DetectionCheckpointer
 from ..config import amp_settings
 from ..data import build_detection_test_loader, build_detection_train_loader
-from ..evaluation import COCOEvaluator, inference_on_dataset
+from ..evaluation import COCOEvaluator, InferenceTiming, inference_on_dataset
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from . import hooks
@@ -256,24 +256,41 @@ class DefaultTrainer(SimpleTrainer):
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None, **options):
+        """A COCOEvaluator writing to OUTPUT_DIR/inference/<dataset>; ``options`` (``tasks``,
+        ``only_processed_images``) go to it, and are given only when ``test`` needs them."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True)
+        return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True, **options)
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None, backend=None) -> Dict:
+    def test(cls, cfg, model, evaluators=None, backend=None, *, max_batches: Optional[int] = None,
+             skip_eval: bool = False, timings: Optional[Dict[str, InferenceTiming]] = None) -> Dict:
         """Evaluate ``model`` on every DATASETS.TEST; ``{dataset: results}`` (just the results for one).
 
         The model runs as inference runs it (``engine.inference``: the configured precision, memory
-        format and fused graph); ``backend``: the run's, resolved from MODEL.DEVICE when not given.
+        format and fused graph), TEST.IMS_PER_BATCH images per batch; ``backend``: the run's,
+        resolved from MODEL.DEVICE when not given. ``test_net`` and ``train_net --eval-only`` call it
+        with: ``max_batches`` (stop each dataset after that many batches and score only the images
+        run), ``skip_eval`` (write the predictions, compute no AP: results are {}), ``timings``
+        (filled with ``{dataset: InferenceTiming}``, merged over ranks).
         """
         backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
         model = for_inference(model, cfg, backend)
+        options = {}
+        if skip_eval:
+            options["tasks"] = ()
+        if max_batches is not None:
+            options["only_processed_images"] = True
         results: Dict = OrderedDict()
         for index, dataset_name in enumerate(cfg.DATASETS.TEST):
             loader = cls.build_test_loader(cfg, dataset_name)
-            evaluator = evaluators[index] if evaluators is not None else cls.build_evaluator(cfg, dataset_name)
-            results[dataset_name] = inference_on_dataset(model, loader, evaluator, synchronize=backend.synchronize)
+            evaluator = evaluators[index] if evaluators is not None else cls.build_evaluator(
+                cfg, dataset_name, **options)
+            timing = InferenceTiming()
+            results[dataset_name] = inference_on_dataset(model, loader, evaluator, synchronize=backend.synchronize,
+                                                         max_batches=max_batches, timing=timing)
+            if timings is not None:
+                timings[dataset_name] = timing
         if len(results) == 1:
             return next(iter(results.values()))
         return results

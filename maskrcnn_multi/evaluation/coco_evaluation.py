@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 _METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "coco_instances_results.json"
 METRICS_FILE = "coco_eval_metrics.json"
+PREDICTIONS_FILE = "instances_predictions.pth"
 
 
 def instances_to_coco_json(instances, image_id) -> List[dict]:
@@ -97,13 +98,19 @@ class COCOEvaluator(DatasetEvaluator):
     Args:
         dataset_name: a MetadataCatalog name with ``json_file`` and ``thing_dataset_id_to_contiguous_id``
             (set by load_coco_json / register_coco_instances / register_synthetic).
-        output_dir: where to write coco_instances_results.json and coco_eval_metrics.json (optional).
+        output_dir: where to write detectron2's files (optional): instances_predictions.pth
+            (``torch.save`` of ``[{"image_id", "instances": [COCO result dicts]}]``, contiguous
+            category ids), coco_instances_results.json (dataset category ids) and coco_eval_metrics.json.
         distributed: gather predictions from all ranks; only rank 0 evaluates and returns results.
         tasks: subset of ("bbox", "segm"); "segm" is skipped with a warning when no prediction has masks.
+            Empty: the predictions are written and nothing is evaluated (``evaluate`` returns {}).
+        only_processed_images: score only the images that were processed (a run stopped early,
+            ``test_net --infer-steps``); by default every image of the dataset counts, so one not
+            processed counts as missed.
     """
 
     def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True,
-                 tasks: Sequence[str] = ("bbox", "segm")):
+                 tasks: Sequence[str] = ("bbox", "segm"), only_processed_images: bool = False):
         unknown = [task for task in tasks if task not in ("bbox", "segm")]
         if unknown:
             raise ValueError(f"COCOEvaluator: unknown tasks {unknown} (choose from: bbox, segm)")
@@ -111,6 +118,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._distributed = distributed
         self._tasks = tuple(tasks)
+        self._only_processed_images = only_processed_images
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file")
         if json_file is None:
@@ -142,6 +150,7 @@ class COCOEvaluator(DatasetEvaluator):
         predictions = _gather_to_main(self._predictions) if self._distributed else self._predictions
         if predictions is None:
             return {}
+        self._save_predictions(predictions)
         coco_results = list(itertools.chain.from_iterable(p["instances"] for p in predictions))
         num_classes = len(self._contiguous_to_dataset_id)
         for result in coco_results:
@@ -157,16 +166,39 @@ class COCOEvaluator(DatasetEvaluator):
                 self._dataset_name, len(predictions),
             )
         self._save(RESULTS_FILE, coco_results)
+        if not self._tasks:
+            return {}
+        image_ids = self._image_ids(predictions)
         results = OrderedDict()
         has_masks = any("segmentation" in r for r in coco_results)
         for task in self._tasks:
             if task == "segm" and coco_results and not has_masks:
                 logger.warning("COCOEvaluator: predictions have no masks; skipping the 'segm' task")
                 continue
-            coco_eval = self._run_cocoeval(coco_results, task)
+            coco_eval = self._run_cocoeval(coco_results, task, image_ids)
             results[task] = self._derive_results(coco_eval, task)
         self._save(METRICS_FILE, results)
         return results
+
+    def _save_predictions(self, predictions: List[dict]) -> None:
+        """detectron2's instances_predictions.pth (before the category ids are mapped back)."""
+        if not self._output_dir:
+            return
+        os.makedirs(self._output_dir, exist_ok=True)
+        path = os.path.join(self._output_dir, PREDICTIONS_FILE)
+        torch.save(copy.deepcopy(predictions), path)
+        logger.info("Saved %s", path)
+
+    def _image_ids(self, predictions: List[dict]) -> Optional[List[int]]:
+        """The image ids to score: None (all of the dataset's) unless only the processed ones count."""
+        if not self._only_processed_images:
+            return None
+        image_ids = sorted({p["image_id"] for p in predictions})
+        total = len(self._coco_api.getImgIds())
+        if len(image_ids) < total:
+            logger.warning("COCOEvaluator: scoring the %d processed images of the %d in '%s'",
+                           len(image_ids), total, self._dataset_name)
+        return image_ids
 
     def _save(self, file_name: str, payload) -> None:
         if not self._output_dir:
@@ -197,8 +229,10 @@ class COCOEvaluator(DatasetEvaluator):
         with contextlib.redirect_stdout(io.StringIO()):
             return self._coco_api.loadRes(coco_results)
 
-    def _run_cocoeval(self, coco_results: List[dict], task: str) -> COCOeval:
+    def _run_cocoeval(self, coco_results: List[dict], task: str, image_ids: Optional[List[int]] = None) -> COCOeval:
         coco_eval = COCOeval(self._coco_api, self._load_results(coco_results, task), task)
+        if image_ids is not None:
+            coco_eval.params.imgIds = image_ids
         with contextlib.redirect_stdout(io.StringIO()):
             coco_eval.evaluate()
             coco_eval.accumulate()

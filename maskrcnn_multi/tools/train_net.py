@@ -24,17 +24,16 @@ import sys
 from typing import List, Optional, Sequence
 
 from maskrcnn_multi.backends import Backend, get_backend
-from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.data import check_dataset_names, register_coco_2017, register_coco_instances
 from maskrcnn_multi.engine.hooks import HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
 )
-from maskrcnn_multi.engine.runtime import apply_device_settings, resolve_input_shape
+from maskrcnn_multi.engine.runtime import resolve_input_shape
 from maskrcnn_multi.engine.trainer import DefaultTrainer, perf_only
-from maskrcnn_multi.evaluation import create_small_table, print_csv_format
 from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
+from maskrcnn_multi.tools._evaluate import evaluate_checkpoint, print_results, save_config
 
 logger = logging.getLogger("maskrcnn_multi.tools.train_net")
 
@@ -46,6 +45,13 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to the config file")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint")
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options train_net and test_net share: processes, data, the ModelZoo's launch arguments and
+    the KEY VALUE overrides (which must come last among the add_argument calls)."""
     parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine (0 .. M-1)")
@@ -63,7 +69,6 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opts", dest="flag_opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE pairs that override the config")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs (as --opts)")
-    return parser
 
 
 def _split_device_ids(args: argparse.Namespace) -> List[str]:
@@ -104,10 +109,12 @@ def _overrides_and_trailing_options(args: argparse.Namespace, tokens: List[str],
     return pairs
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None,
+               parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
     """Parse the command line: options anywhere, config overrides as KEY VALUE pairs (trailing or
-    after ``--opts``), config pairs swallowed by ``--device-ids`` moved back to the overrides."""
-    parser = argument_parser()
+    after ``--opts``), config pairs swallowed by ``--device-ids`` moved back to the overrides.
+    ``parser``: train_net's by default (test_net passes its own)."""
+    parser = parser if parser is not None else argument_parser()
     args = parser.parse_args(argv)
     tokens = _split_device_ids(args) + list(args.opts or []) + list(args.flag_opts or [])
     args.opts = _overrides_and_trailing_options(args, tokens, parser)
@@ -184,17 +191,6 @@ def check_datasets(cfg, eval_only: bool) -> None:
         check_dataset_names(cfg.DATASETS.TEST, "DATASETS.TEST")
 
 
-def save_config(cfg) -> None:
-    """Write OUTPUT_DIR/config.yaml (rank 0). Called once the run has proven itself (weights loaded
-    for an evaluation, the first training iteration done), so a mistaken command leaves an earlier
-    run's config.yaml in place."""
-    if is_main_process():
-        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
-        with open(path, "w") as config_file:
-            config_file.write(cfg.dump())
-        logger.info("Full config saved to %s", path)
-
-
 def setup(args: argparse.Namespace):
     """The frozen config of this run and its backend (resolved once, here); joins the process group,
     sets up logging, checks the datasets. config.yaml (MODEL.DEVICE and INPUT.FIX_SHAPE as resolved)
@@ -249,31 +245,11 @@ class ProgressBar(HookBase):
         self._bar.close()
 
 
-def print_results(results) -> None:
-    """An AP table per dataset and task, then detectron2's copypaste lines."""
-    if not results:
-        return
-    per_dataset = results if all(isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())
-                                 for v in results.values()) else {"": results}
-    for dataset_name, tasks in per_dataset.items():
-        for task, metrics in tasks.items():
-            headline = {name: value for name, value in metrics.items() if "-" not in name}
-            print(f"\n{task} AP{' on ' + dataset_name if dataset_name else ''}:\n{create_small_table(headline)}")
-        print_csv_format(tasks)
-    sys.stdout.flush()
-
-
 def run(args: argparse.Namespace):
     """One process's work: evaluate (``--eval-only``) or train then evaluate; returns the results."""
     cfg, backend = setup(args)
-    if args.eval_only:
-        apply_device_settings(cfg, backend, training=False)
-        model = DefaultTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        save_config(cfg)
-        results = DefaultTrainer.test(cfg, model, backend=backend)
-        if is_main_process():
-            print_results(results)
+    if args.eval_only:  # test_net's code path (tools._evaluate)
+        results, _ = evaluate_checkpoint(cfg, backend, resume=args.resume)
         return results
     trainer = DefaultTrainer(cfg, backend=backend)
     trainer.resume_or_load(resume=args.resume)

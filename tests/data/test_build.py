@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskrcnn_multi.config import get_cfg
+from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.data import (
     BadImageError,
     DatasetCatalog,
@@ -224,3 +224,23 @@ def test_every_training_image_unreadable_is_one_error(shapes_root, tmp_path, cap
         with pytest.raises(DatasetError, match=r"none of the 6 training images can be read .*the last: cannot read image"):
             next(iter(loader))
     assert len([r for r in caplog.records if "skipping image in training" in r.getMessage()]) == 6
+
+
+def test_test_loader_batches_test_ims_per_batch_images_in_order(shapes_root, temporary_dataset_names):
+    name = "unit_shapes_val_batched"
+    temporary_dataset_names.append(name)
+    register_coco_instances(name, {}, os.path.join(shapes_root, "annotations", "instances_val.json"),
+                            os.path.join(shapes_root, "val"))
+    cfg = _cfg()
+    cfg.TEST.IMS_PER_BATCH = 2
+    batches = list(build_detection_test_loader(cfg, name))
+    assert [[record["image_id"] for record in batch] for batch in batches] == [[1, 2], [3]]
+    assert [len(batch) for batch in build_detection_test_loader(cfg, name, batch_size=3)] == [3]
+
+
+@pytest.mark.parametrize("value", [0, -2, True])
+def test_test_ims_per_batch_must_be_a_positive_integer(shapes_root, value):
+    cfg = _cfg()
+    cfg.TEST.IMS_PER_BATCH = value
+    with pytest.raises(UserError, match=r"TEST.IMS_PER_BATCH must be a positive integer .* got"):
+        build_module.test_batch_size(cfg)

@@ -122,3 +122,29 @@ def test_instances_to_coco_json_converts_boxes_to_xywh():
 def test_create_small_table():
     table = create_small_table({"AP": 50.0, "AP50": 75.25})
     assert table.splitlines() == ["|   AP   |  AP50  |", "|:------:|:------:|", "| 50.000 | 75.250 |"]
+
+
+def test_writes_detectron2s_instances_predictions_pth(dataset_dicts, tmp_path):
+    _run(COCOEvaluator(DATASET, output_dir=str(tmp_path)), dataset_dicts, _ground_truth_outputs)
+    predictions = torch.load(tmp_path / "instances_predictions.pth", weights_only=False)
+    assert [p["image_id"] for p in predictions] == [d["image_id"] for d in dataset_dicts]
+    first = predictions[0]["instances"][0]
+    # contiguous category ids (detectron2 maps them back only in the results json)
+    assert set(first) >= {"image_id", "category_id", "bbox", "score", "segmentation"}
+    assert {r["category_id"] for p in predictions for r in p["instances"]} <= {0, 1, 2}
+
+
+def test_no_tasks_writes_predictions_and_computes_nothing(dataset_dicts, tmp_path, capsys):
+    results = _run(COCOEvaluator(DATASET, output_dir=str(tmp_path), tasks=()), dataset_dicts, _ground_truth_outputs)
+    assert results == {} and "Average Precision" not in capsys.readouterr().out
+    assert (tmp_path / "coco_instances_results.json").is_file() and (tmp_path / "instances_predictions.pth").is_file()
+    assert not (tmp_path / "coco_eval_metrics.json").exists()
+
+
+def test_only_processed_images_scores_the_images_run(dataset_dicts, caplog):
+    partial = dataset_dicts[:2]
+    assert _run(COCOEvaluator(DATASET), partial, _ground_truth_outputs)["bbox"]["AP"] < 100.0
+    with caplog.at_level(logging.WARNING, logger="maskrcnn_multi.evaluation.coco_evaluation"):
+        results = _run(COCOEvaluator(DATASET, only_processed_images=True), partial, _ground_truth_outputs)
+    assert results["bbox"]["AP"] == pytest.approx(100.0) and results["segm"]["AP"] == pytest.approx(100.0)
+    assert any("scoring the 2 processed images of the 4" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,64 @@
+"""Evaluating a checkpoint: the one code path of ``test_net`` and ``train_net --eval-only``.
+
+Build the model, load MODEL.WEIGHTS, write config.yaml (once the weights have loaded), run
+``DefaultTrainer.test`` (which goes through ``engine.inference`` and ``inference_on_dataset``) and,
+on rank 0, print the AP tables and detectron2's copypaste lines.
+"""
+import logging
+import os
+import sys
+from typing import Dict, Optional, Tuple
+
+from maskrcnn_multi.checkpoint import DetectionCheckpointer
+from maskrcnn_multi.engine.launch import is_main_process
+from maskrcnn_multi.engine.runtime import apply_device_settings
+from maskrcnn_multi.engine.trainer import DefaultTrainer
+from maskrcnn_multi.evaluation import InferenceTiming, create_small_table, print_csv_format
+
+__all__ = ["evaluate_checkpoint", "print_results", "save_config"]
+
+logger = logging.getLogger("maskrcnn_multi.tools.evaluate")
+
+
+def save_config(cfg) -> None:
+    """Write OUTPUT_DIR/config.yaml (rank 0). Called once the run has proven itself (weights loaded
+    for an evaluation, the first training iteration done), so a mistaken command leaves an earlier
+    run's config.yaml in place."""
+    if is_main_process():
+        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        with open(path, "w") as config_file:
+            config_file.write(cfg.dump())
+        logger.info("Full config saved to %s", path)
+
+
+def print_results(results) -> None:
+    """An AP table per dataset and task, then detectron2's copypaste lines."""
+    if not results:
+        return
+    per_dataset = results if all(isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())
+                                 for v in results.values()) else {"": results}
+    for dataset_name, tasks in per_dataset.items():
+        for task, metrics in tasks.items():
+            headline = {name: value for name, value in metrics.items() if "-" not in name}
+            print(f"\n{task} AP{' on ' + dataset_name if dataset_name else ''}:\n{create_small_table(headline)}")
+        print_csv_format(tasks)
+    sys.stdout.flush()
+
+
+def evaluate_checkpoint(cfg, backend, resume: bool = False, max_batches: Optional[int] = None,
+                        skip_eval: bool = False) -> Tuple[Dict, Dict[str, InferenceTiming]]:
+    """MODEL.WEIGHTS (or, with ``resume``, OUTPUT_DIR's last checkpoint) on every DATASETS.TEST.
+
+    Returns ``(results, timings)``: ``DefaultTrainer.test``'s results (its shape: one dataset's
+    ``{task: metrics}`` or ``{dataset: ...}``; {} with ``skip_eval``) and ``{dataset: InferenceTiming}``.
+    """
+    apply_device_settings(cfg, backend, training=False)
+    model = DefaultTrainer.build_model(cfg)
+    DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    save_config(cfg)
+    timings: Dict[str, InferenceTiming] = {}
+    results = DefaultTrainer.test(cfg, model, backend=backend, max_batches=max_batches, skip_eval=skip_eval,
+                                  timings=timings)
+    if is_main_process():
+        print_results(results)
+    return results, timings
