@@ -200,9 +200,9 @@ mm_schedule_value() {
   done
 }
 
-# The training command (train_cmd) and, for more than one process, its torchrun launcher (launcher).
+# The training command (run_cmd) and, for more than one process, its torchrun launcher (launcher).
 mm_build_command() {
-  train_cmd=(-m maskrcnn_multi.tools.train_net --config-file "$CONFIG_FILE" --data_path "$data_path"
+  run_cmd=(-m maskrcnn_multi.tools.train_net --config-file "$CONFIG_FILE" --data_path "$data_path"
       "${precision[@]}" MODEL.DEVICE "$model_device" "${schedule[@]}" "${modelzoo_pairs[@]}"
       OUTPUT_DIR "$output_dir/train_dir" "${extra_opts[@]}")
   launcher=()
@@ -227,20 +227,21 @@ mm_prepare_output() {
       || mm_user_error "cannot keep the earlier output $output_dir aside as $kept_output (is test/output writable?)"
   fi
   mkdir -p -- "$output_dir" || mm_user_error "cannot create $output_dir (is test/ writable?)"
-  : >"$train_log" || mm_user_error "cannot write $train_log"
+  : >"$run_log" || mm_user_error "cannot write $run_log"
 }
 
-mm_log_command() { printf '%q ' "$@" >>"$train_log"; echo >>"$train_log"; }
+mm_log_command() { printf '%q ' "$@" >>"$run_log"; echo >>"$run_log"; }
 
-# Runs train_net (under torchrun when more than one process) into $train_log; returns its exit status.
+# Runs run_cmd (train_net or test_net; under torchrun when more than one process) into $run_log; returns its
+# exit status.
 mm_run_training() {
   if [ "$world_size" -eq 1 ]; then
-    mm_log_command "$PYTHON" "${train_cmd[@]}"
-    "$PYTHON" "${train_cmd[@]}" >>"$train_log" 2>&1
+    mm_log_command "$PYTHON" "${run_cmd[@]}"
+    "$PYTHON" "${run_cmd[@]}" >>"$run_log" 2>&1
   else
     if [ "$TOPOLOGY" = multinodes ]; then export HCCL_IF_IP="$local_addr"; fi
-    mm_log_command "$PYTHON" "${launcher[@]}" "${train_cmd[@]}"
-    "$PYTHON" "${launcher[@]}" "${train_cmd[@]}" >>"$train_log" 2>&1
+    mm_log_command "$PYTHON" "${launcher[@]}" "${run_cmd[@]}"
+    "$PYTHON" "${launcher[@]}" "${run_cmd[@]}" >>"$run_log" 2>&1
   fi
 }
 
@@ -248,7 +249,7 @@ mm_run_training() {
 # root cause (the first failure; the other ranks are then stopped by torchrun).
 mm_root_cause_is_user_error() {
   local code
-  code=$(sed -n '/Root Cause/,$p' "$train_log" | grep -a -m 1 -E '^[[:space:]]*exitcode[[:space:]]*:' \
+  code=$(sed -n '/Root Cause/,$p' "$run_log" | grep -a -m 1 -E '^[[:space:]]*exitcode[[:space:]]*:' \
       | sed -E 's/^[^:]*:[[:space:]]*([^ ]+).*/\1/')
   [ "$code" = 2 ]
 }
@@ -258,12 +259,12 @@ mm_root_cause_is_user_error() {
 mm_report_failure() {
   local status=$1 message
   if { [ "$world_size" -eq 1 ] && [ "$status" -eq 2 ]; } || { [ "$world_size" -gt 1 ] && mm_root_cause_is_user_error; }; then
-    message=$(grep -a -E '^[^ ]+: error: ' "$train_log" | tail -n 1)
-    [ -n "$message" ] || message=$(grep -a -v '^[[:space:]]*$' "$train_log" | tail -n 1)
-    mm_user_error "${message#*: error: } (log: $train_log)"
+    message=$(grep -a -E '^[^ ]+: error: ' "$run_log" | tail -n 1)
+    [ -n "$message" ] || message=$(grep -a -v '^[[:space:]]*$' "$run_log" | tail -n 1)
+    mm_user_error "${message#*: error: } (log: $run_log)"
   fi
-  echo "training failed (exit $status); last lines of $train_log:" >&2
-  tail -n 25 "$train_log" >&2
+  echo "${RUN_WHAT:-training} failed (exit $status); last lines of $run_log:" >&2
+  tail -n 25 "$run_log" >&2
   exit "$status"
 }
 
@@ -271,8 +272,8 @@ mm_report_failure() {
 mm_write_summary() {
   local e2e_seconds=$1
   local fps compile_time loss accuracy training_time case_name summary
-  fps=$(grep -ao "FPS = [0-9.eE+-]*" "$train_log" | awk '{s += $3; n++} END {if (n) printf "%.3f", s / n}')
-  loss=$(grep -ao "total_loss: [0-9.eE+-]*" "$train_log" | tail -n 1 | awk '{print $2}')
+  fps=$(grep -ao "FPS = [0-9.eE+-]*" "$run_log" | awk '{s += $3; n++} END {if (n) printf "%.3f", s / n}')
+  loss=$(grep -ao "total_loss: [0-9.eE+-]*" "$run_log" | tail -n 1 | awk '{print $2}')
   case_name="${NETWORK}_bs${batch_size}_${world_size}p_${MODE}"
   summary="$output_dir/${case_name}.log"
   {
@@ -287,13 +288,13 @@ mm_write_summary() {
       echo "TrainingTime = ${training_time}"
     fi
     if [ "$MODE" = acc ]; then
-      accuracy=$(grep -a "Average Precision" "$train_log" | head -n 1 | awk -F "= " '{print $NF}')
+      accuracy=$(grep -a "Average Precision" "$run_log" | head -n 1 | awk -F "= " '{print $NF}')
       echo "TrainAccuracy = ${accuracy:-None}"
     fi
     echo "ActualLoss = ${loss:-None}"
     echo "E2ETrainingTime = ${e2e_seconds}"
     if [ "$MODE" = perf ] && [ "$TOPOLOGY" = 1p ]; then
-      compile_time=$(grep -ao "step_time = [0-9.eE+-]*" "$train_log" | head -n 2 | awk '{s += $3} END {printf "%.4f", s}')
+      compile_time=$(grep -ao "step_time = [0-9.eE+-]*" "$run_log" | head -n 2 | awk '{s += $3} END {printf "%.4f", s}')
       echo "CompileTime = ${compile_time}"
     fi
   } >"$summary"
@@ -319,8 +320,8 @@ mm_main() {
     export TORCH_DEVICE_BACKEND_AUTOLOAD="${TORCH_DEVICE_BACKEND_AUTOLOAD:-0}"
   fi
   output_dir="test/output/${device_id}"
-  train_log="$output_dir/train_${device_id}.log"
-  local -a precision modelzoo_pairs schedule train_cmd launcher
+  run_log="$output_dir/train_${device_id}.log"
+  local -a precision modelzoo_pairs schedule run_cmd launcher
   local model_device kept_output
   mm_fixed_pairs
   mm_plan_schedule
@@ -333,14 +334,14 @@ mm_main() {
   if [ "$dry_run" -eq 1 ]; then
     echo "$plan"
     echo "dry run, nothing written; the run would be:"
-    printf '%q ' "$PYTHON" "${launcher[@]}" "${train_cmd[@]}"; echo
+    printf '%q ' "$PYTHON" "${launcher[@]}" "${run_cmd[@]}"; echo
     exit 0
   fi
   if [ "$MODE" = perf ]; then export PERF_ONLY=True; else unset PERF_ONLY; fi
   export ASCEND_DEVICE_ID="$device_id" RANK_SIZE="$world_size"
   mm_prepare_output
-  [ -z "$kept_output" ] || echo "the earlier run's output is kept as $kept_output" | tee -a "$train_log"
-  echo "$plan" | tee -a "$train_log"
+  [ -z "$kept_output" ] || echo "the earlier run's output is kept as $kept_output" | tee -a "$run_log"
+  echo "$plan" | tee -a "$run_log"
   local start end status=0
   start=$(date +%s)
   mm_run_training || status=$?
