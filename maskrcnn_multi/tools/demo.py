@@ -1,7 +1,14 @@
-"""Run a trained model on images and write them with boxes, class names, scores and masks drawn.
+"""Run a trained model on images or a video and write them with boxes, class names, scores and masks drawn.
 
     python -m maskrcnn_multi.tools.demo --config-file CFG --input a.jpg 'dir/*.jpg' --output out/ \\
         [--confidence-threshold 0.5] [--opts KEY VALUE ...]   (or trailing KEY VALUE pairs)
+    python -m maskrcnn_multi.tools.demo --config-file CFG --video-input in.mp4 --output out.mp4 ...
+    python -m maskrcnn_multi.tools.demo --config-file CFG --webcam --output cam.mp4 [--max-frames N] ...
+
+A video (``--video-input``, or the camera with ``--webcam``, until Ctrl-C or ``--max-frames``) is
+written frame by frame with cv2.VideoWriter to ``--output`` (a .mp4 / .avi / .mkv file, or a folder:
+``<folder>/<video name>.mp4``), at the source's frame rate and size (``tools._video``). On a terminal a
+progress bar shows the time per image or frame; the log has each image's time and a video's mean.
 
 Images are read as training reads them (``data.read_image``: any bit depth, EXIF orientation). Each
 drawn image keeps its input's file name in the output folder; when two inputs share a name
@@ -26,6 +33,7 @@ from maskrcnn_multi.data import BadImageError, read_image
 from maskrcnn_multi.engine import DefaultPredictor
 from maskrcnn_multi.tools._coco_names import COCO_CLASS_NAMES
 from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
+from maskrcnn_multi.tools._video import annotate_frames, open_video, open_webcam, plan_video_output
 
 logger = logging.getLogger("maskrcnn_multi.demo")
 
@@ -39,7 +47,12 @@ _PALETTE = np.array([
 def get_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="demo", description="maskrcnn_multi demo: draw detections on images")
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config file")
-    parser.add_argument("--input", nargs="+", required=True, help="images or glob patterns ('dir/*.jpg')")
+    parser.add_argument("--input", nargs="+", default=[], help="images or glob patterns ('dir/*.jpg')")
+    parser.add_argument("--video-input", default=None, metavar="FILE", help="a video file to annotate")
+    parser.add_argument("--webcam", action="store_true", help="annotate the camera's frames (device 0)")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
+                        help="stop a video or the webcam after N frames (default: the whole video; the "
+                             "webcam until Ctrl-C)")
     parser.add_argument("--output", required=True,
                         help="a directory (created) for the drawn images, or a file name for a single input")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
@@ -167,20 +180,24 @@ def _write(target: str, image: np.ndarray) -> None:
         raise UserError(f"cannot write '{target}' (disk full, no permission, or a type OpenCV cannot write?)")
 
 
-def main(argv=None) -> int:
-    args, extra = get_parser().parse_known_args(argv)
-    unknown_flags = [item for item in extra if item.startswith("--")]
-    if unknown_flags:
-        raise UserError(f"unknown option(s) {' '.join(unknown_flags)} (see demo --help)")
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s", stream=sys.stdout)
-    cfg = setup_cfg(args, extra)
+def _check_source(args) -> None:
+    given = [name for name, value in (("--input", bool(args.input)), ("--video-input", args.video_input is not None),
+                                      ("--webcam", args.webcam)) if value]
+    if len(given) != 1:
+        raise UserError(f"give exactly one of --input, --video-input FILE, --webcam (got: {', '.join(given) or 'none'})")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be a positive number of frames, got {args.max_frames}")
+
+
+def _run_images(args, cfg) -> int:
     paths = expand_inputs(args.input)
     targets = plan_outputs(args.output, paths)  # before the model loads: a wrong --output fails fast
     predictor = DefaultPredictor(cfg)
     class_names = class_names_for(cfg)
     unreadable = []
     # the bar is for a terminal; piped, stderr keeps only the error line
-    for path, target in zip(tqdm.tqdm(paths, desc="demo", disable=not sys.stderr.isatty()), targets):
+    bar = tqdm.tqdm(paths, desc="demo", unit="image", disable=not sys.stderr.isatty())
+    for path, target in zip(bar, targets):
         try:
             image = np.ascontiguousarray(read_image(path, "BGR"))  # cv2 draws on contiguous arrays only
         except BadImageError as error:
@@ -189,13 +206,40 @@ def main(argv=None) -> int:
             continue
         start = time.perf_counter()
         predictions = predictor(image)
+        elapsed = time.perf_counter() - start
         instances = predictions["instances"]
-        logger.info("%s: detected %d instances in %.2fs", path, len(instances), time.perf_counter() - start)
+        bar.set_postfix_str(f"{elapsed * 1000:.0f} ms/image")
+        logger.info("%s: detected %d instances in %.2fs", path, len(instances), elapsed)
         _write(target, draw_instances(image, instances, class_names))
     if unreadable:
         raise UserError(f"{len(unreadable)} of {len(paths)} inputs could not be read (the others were drawn): "
                         f"{unreadable[0]}")
     return 0
+
+
+def _run_video(args, cfg) -> int:
+    # the source and the output are checked before the model loads
+    capture = open_video(args.video_input) if args.video_input is not None else open_webcam(0)
+    target = plan_video_output(args.output, args.video_input or "webcam")
+    predictor = DefaultPredictor(cfg)
+    class_names = class_names_for(cfg)
+
+    def annotate(frame: np.ndarray) -> np.ndarray:
+        return draw_instances(frame, predictor(np.ascontiguousarray(frame))["instances"], class_names)
+
+    annotate_frames(capture, target, annotate, max_frames=args.max_frames)
+    return 0
+
+
+def main(argv=None) -> int:
+    args, extra = get_parser().parse_known_args(argv)
+    unknown_flags = [item for item in extra if item.startswith("--")]
+    if unknown_flags:
+        raise UserError(f"unknown option(s) {' '.join(unknown_flags)} (see demo --help)")
+    _check_source(args)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s", stream=sys.stdout)
+    cfg = setup_cfg(args, extra)
+    return _run_images(args, cfg) if args.input else _run_video(args, cfg)
 
 
 def cli() -> int:
