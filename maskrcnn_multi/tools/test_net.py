@@ -75,7 +75,10 @@ def _check_json_summary(path: Optional[str]) -> None:
         raise UserError(f"--json-summary {path}: folder {folder} does not exist")
 
 
-def _check_weights(cfg) -> None:
+def _check_weights(cfg, resume: bool) -> None:
+    """Trained weights to evaluate: OUTPUT_DIR's last checkpoint with --resume, else MODEL.WEIGHTS."""
+    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        return
     weights = cfg.MODEL.WEIGHTS
     if not weights:
         raise UserError("test_net evaluates trained weights, but MODEL.WEIGHTS is empty "
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace):
     """One process's work: the shared evaluation path, then (rank 0) the JSON summary."""
     _check_json_summary(args.json_summary)
     cfg, backend = setup(args)
-    _check_weights(cfg)
+    _check_weights(cfg, args.resume)
     results, timings = evaluate_checkpoint(cfg, backend, resume=args.resume, max_batches=args.infer_steps,
                                            skip_eval=args.skip_eval)
     if is_main_process() and args.json_summary:
