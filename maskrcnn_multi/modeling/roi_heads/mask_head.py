@@ -74,6 +74,9 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         loss_weight: multiplier of ``loss_mask``.
     """
 
+    # the mask logits: half-precision inference keeps this 1x1 conv in float32 (modeling.inference_graph)
+    float32_layers = ("predictor",)
+
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int], conv_norm: str = "",
                  loss_weight: float = 1.0):
