@@ -23,7 +23,7 @@ from ..config import amp_settings
 from ..data import build_detection_test_loader, build_detection_train_loader
 from ..evaluation import COCOEvaluator, inference_on_dataset
 from ..modeling import build_model
-from ..solver import build_lr_scheduler, build_optimizer
+from ..solver import auto_scale_workers, build_lr_scheduler, build_optimizer
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
 from .inference import for_inference, set_training_memory_format
@@ -71,6 +71,7 @@ class DefaultTrainer(SimpleTrainer):
 
     def __init__(self, cfg, backend=None):
         self.backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
+        cfg = self.auto_scale_workers(cfg, get_world_size())
         cfg = resolve_input_shape(cfg, self.backend)  # the data layer reads INPUT.FIX_SHAPE as resolved
         self.cfg = cfg
         self.backend.set_device()
@@ -235,6 +236,8 @@ class DefaultTrainer(SimpleTrainer):
         return self.last_eval_results
 
     # ------------------------------------------------------------------ builders
+    auto_scale_workers = staticmethod(auto_scale_workers)  # SOLVER.REFERENCE_WORLD_SIZE
+
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
         return build_model(cfg)  # modeling logs the architecture

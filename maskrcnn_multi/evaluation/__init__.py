@@ -2,3 +2,4 @@
 from .coco_evaluation import COCOEvaluator, instances_to_coco_json
 from .evaluator import DatasetEvaluator, DatasetEvaluators, inference_context, inference_on_dataset
 from .table import create_small_table, print_csv_format
+from .verify import verify_results
