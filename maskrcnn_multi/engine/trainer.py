@@ -28,6 +28,7 @@ from . import hooks
 from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
 from .inference import for_inference, set_training_memory_format
 from .launch import all_gather_object, get_rank, get_world_size, is_main_process
+from .precise_bn import PreciseBN, get_bn_modules
 from .runtime import apply_device_settings, capture_rng_states, resolve_input_shape, restore_rng_states
 from .train_loop import SimpleTrainer
 
@@ -200,6 +201,7 @@ class DefaultTrainer(SimpleTrainer):
         hook_list: List[Optional[hooks.HookBase]] = [
             hooks.IterationTimer(cfg.SOLVER.IMS_PER_BATCH),
             hooks.LRScheduler(self.scheduler.optimizer, self.scheduler),
+            self._precise_bn_hook(),
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self._resume_state),
         ]
         if perf_only():
@@ -211,7 +213,22 @@ class DefaultTrainer(SimpleTrainer):
             ))
         if is_main_process():
             hook_list.append(hooks.PeriodicWriter(self.build_writers(), period=20))
-        return hook_list
+        return [hook for hook in hook_list if hook is not None]
+
+    def _precise_bn_hook(self) -> Optional[PreciseBN]:
+        """TEST.PRECISE_BN (with trainable BatchNorm layers): fresh statistics before each evaluation."""
+        precise = self.cfg.TEST.PRECISE_BN
+        if not precise.ENABLED or perf_only() or not get_bn_modules(self.model):
+            return None
+
+        def forward(batch):
+            with self._autocast():
+                self.model(batch)
+
+        return PreciseBN(
+            self.cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(self.cfg), precise.NUM_ITER, forward,
+            rng_state=(lambda: capture_rng_states(self.backend), lambda s: restore_rng_states(s, self.backend)),
+        )
 
     def build_writers(self) -> list:
         writers = [ConsoleWriter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
