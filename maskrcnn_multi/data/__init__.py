@@ -28,7 +28,7 @@ from .detection_utils import (
     read_image,
     transform_instance_annotations,
 )
-from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
+from .samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingBatchSampler, TrainingSampler
 from .transforms import (
     HFlipTransform,
     NoOpTransform,
