@@ -31,6 +31,7 @@ from .launch import all_gather_object, get_rank, get_world_size, is_main_process
 from .precise_bn import PreciseBN, get_bn_modules
 from .runtime import apply_device_settings, capture_rng_states, resolve_input_shape, restore_rng_states
 from .train_loop import SimpleTrainer
+from .tta import GeneralizedRCNNWithTTA
 
 __all__ = ["DefaultTrainer", "capture_rng_states", "restore_rng_states", "perf_only"]
 
@@ -279,6 +280,17 @@ class DefaultTrainer(SimpleTrainer):
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model, backend=None) -> Dict:  # noqa: N802 - detectron2's name
+        """``test`` with TEST.AUG's test-time augmentation; results under "<name>_TTA", evaluator
+        output in OUTPUT_DIR/inference_TTA."""
+        backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
+        model = GeneralizedRCNNWithTTA(cfg, for_inference(model, cfg, backend))
+        evaluators = [cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, model, evaluators, backend=backend)
+        return OrderedDict((name + "_TTA", value) for name, value in results.items())
 
     @classmethod
     def test(cls, cfg, model, evaluators=None, backend=None) -> Dict:

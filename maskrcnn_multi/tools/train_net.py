@@ -27,7 +27,7 @@ from maskrcnn_multi.backends import Backend, get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.data import check_dataset_names, register_coco_2017, register_coco_instances
-from maskrcnn_multi.engine.hooks import HookBase
+from maskrcnn_multi.engine.hooks import EvalHook, HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
 )
@@ -282,13 +282,21 @@ def run(args: argparse.Namespace):
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         save_config(cfg)
         results = DefaultTrainer.test(cfg, model, backend=backend)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(DefaultTrainer.test_with_TTA(cfg, model, backend=backend))
         return _reported(cfg, results)
     trainer = DefaultTrainer(cfg, backend=backend)
     trainer.resume_or_load(resume=args.resume)
     trainer.register_hooks([SaveConfigAfterFirstStep(cfg)])
+    tta_hook = None
+    if cfg.TEST.AUG.ENABLED and not perf_only():  # after the last iteration, as detectron2's train_net
+        tta_hook = EvalHook(0, lambda: trainer.test_with_TTA(trainer.cfg, trainer.model, backend=backend))
+        trainer.register_hooks([tta_hook])
     if is_main_process() and sys.stdout.isatty():
         trainer.register_hooks([ProgressBar()])
     results = trainer.train()  # a FloatingPointError (diverged) is one line through run_main
+    if tta_hook is not None and tta_hook.last_results:
+        results = {**(results or {}), **tta_hook.last_results}
     return _reported(trainer.cfg, results)  # the trainer's cfg: SOLVER.REFERENCE_WORLD_SIZE may scale it
 
 
