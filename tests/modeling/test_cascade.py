@@ -245,3 +245,26 @@ def test_inconsistent_cascade_config_names_the_key(key, value, message):
     node[leaf] = value
     with pytest.raises(UserError, match=message):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_inference_graph_fuses_every_stage_and_runs_in_half_precision(dtype):
+    from maskrcnn_multi.modeling.inference_graph import FusedLinear, _Float32Layer, build_inference_graph
+
+    model = build_model(_small_cascade_cfg()).eval()
+    graph = build_inference_graph(model, dtype=dtype, memory_format=torch.channels_last)
+    for stage in range(STAGES):
+        assert isinstance(graph.roi_heads.box_head[stage].fc1, FusedLinear)
+        if dtype is not None:  # the stage's scores and deltas stay float32
+            assert isinstance(graph.roi_heads.box_predictor[stage].cls_score, _Float32Layer)
+    assert isinstance(model.roi_heads.box_head[0].fc1, torch.nn.Linear)  # the model itself is untouched
+    batch = make_random_batch(num_images=1, with_targets=False)
+    with torch.no_grad():
+        expected = model(batch)[0]["instances"]
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            instances = graph(batch)[0]["instances"]
+    assert len(instances) > 0 and len(expected) > 0
+    assert torch.isfinite(instances.scores).all() and torch.isfinite(instances.pred_boxes.tensor).all()
+    if dtype is None:  # exact mode: the same detections up to rounding (bf16 moves scores across the threshold)
+        assert len(instances) == len(expected)
+        torch.testing.assert_close(instances.scores, expected.scores, rtol=1e-4, atol=1e-5)
