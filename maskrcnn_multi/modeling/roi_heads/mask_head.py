@@ -10,7 +10,8 @@ from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
 from maskrcnn_multi.structures import Instances
 
-__all__ = ["MaskRCNNConvUpsampleHead", "mask_rcnn_loss", "mask_rcnn_inference", "MASK_HEADS", "build_mask_head"]
+__all__ = ["MaskRCNNConvUpsampleHead", "mask_rcnn_loss", "mask_rcnn_inference", "MASK_HEADS", "ROI_MASK_HEAD_REGISTRY",
+           "build_mask_head"]
 
 
 def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
@@ -127,6 +128,7 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
 
 
 MASK_HEADS = Registry("MODEL.ROI_MASK_HEAD.NAME", MaskRCNNConvUpsampleHead)
+ROI_MASK_HEAD_REGISTRY = MASK_HEADS  # detectron2's name for the table
 
 
 def build_mask_head(cfg, input_shape: ShapeSpec) -> nn.Module:
