@@ -9,13 +9,15 @@ from maskrcnn_multi.modeling.registry import Registry
 from .box_head import BOX_HEADS, FastRCNNConvFCHead, build_box_head
 from .fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
 from .mask_head import MASK_HEADS, MaskRCNNConvUpsampleHead, build_mask_head, mask_rcnn_inference, mask_rcnn_loss
+from .res5_roi_heads import Res5ROIHeads, build_res5_block
 from .roi_heads import ROIHeads, StandardROIHeads, select_foreground_proposals
 
-__all__ = ["ROI_HEADS", "build_roi_heads", "ROIHeads", "StandardROIHeads", "select_foreground_proposals",
+__all__ = ["ROI_HEADS", "build_roi_heads", "ROIHeads", "StandardROIHeads", "Res5ROIHeads", "build_res5_block",
+           "select_foreground_proposals",
            "FastRCNNConvFCHead", "BOX_HEADS", "build_box_head", "FastRCNNOutputLayers", "fast_rcnn_inference",
            "MaskRCNNConvUpsampleHead", "MASK_HEADS", "build_mask_head", "mask_rcnn_loss", "mask_rcnn_inference"]
 
-ROI_HEADS = Registry("MODEL.ROI_HEADS.NAME", StandardROIHeads)
+ROI_HEADS = Registry("MODEL.ROI_HEADS.NAME", StandardROIHeads, Res5ROIHeads)
 
 
 def build_roi_heads(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
