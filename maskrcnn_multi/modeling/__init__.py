@@ -26,6 +26,7 @@ from .roi_heads import (
     FastRCNNConvFCHead,
     FastRCNNOutputLayers,
     MaskRCNNConvUpsampleHead,
+    Res5ROIHeads,
     ROIHeads,
     StandardROIHeads,
     build_roi_heads,
@@ -40,6 +41,7 @@ __all__ = [
     "build_model", "META_ARCHITECTURES", "GeneralizedRCNN", "ProposalNetwork",
     "DefaultAnchorGenerator", "build_anchor_generator", "Box2BoxTransform", "Matcher", "subsample_labels",
     "ROIPooler", "detector_postprocess", "RPN", "StandardRPNHead", "build_proposal_generator",
-    "ROIHeads", "StandardROIHeads", "CascadeROIHeads", "build_roi_heads", "FastRCNNConvFCHead", "FastRCNNOutputLayers",
+    "ROIHeads", "StandardROIHeads", "Res5ROIHeads", "CascadeROIHeads", "build_roi_heads", "FastRCNNConvFCHead",
+    "FastRCNNOutputLayers",
     "MaskRCNNConvUpsampleHead",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from d2_matching import compare, ours_as_arrays, theirs_as_arrays
+from d2_matching import compare, ours_as_detections, theirs_as_detections
 from rcnn_helpers import make_random_batch, make_small_cfg
 from test_parity_d2 import _native_kernels_available, _patch_has_kernel
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
@@ -117,7 +117,7 @@ def test_model_matches_detectron2(op_path, zoo_dir, runner):
             else:
                 instances, ties = _detections_and_ties(model, image, height, width)
         assert instances.image_size == (height, width)
-        problems += compare(ours_as_arrays(instances), theirs_as_arrays(expected[name]), name, SCORE_FLOOR, ties)
+        problems += compare(ours_as_detections(instances), theirs_as_detections(expected[name]), name, SCORE_FLOOR, ties)
         compared += len(expected[name]["scores"])
     assert compared > 0
     assert not problems, f"{op_path} path, {runner}: {len(problems)} mismatches:\n" + "\n".join(problems[:20])
@@ -143,7 +143,7 @@ def test_predictor_matches_detectron2(op_path, zoo_dir):
         with torch.no_grad():
             tied, ties = _detections_and_ties(predictor.inference_model.graph(), image, *original.shape[:2])
         torch.testing.assert_close(tied.pred_boxes.tensor, instances.pred_boxes.tensor)
-        problems += compare(ours_as_arrays(instances), theirs_as_arrays(expected[name]), name, SCORE_FLOOR, ties)
+        problems += compare(ours_as_detections(instances), theirs_as_detections(expected[name]), name, SCORE_FLOOR, ties)
     assert not problems, f"{op_path} path: {len(problems)} mismatches:\n" + "\n".join(problems[:20])
 
 
