@@ -15,7 +15,7 @@ import torch
 
 from d2_matching import compare, ours_as_detections, theirs_as_detections
 from rcnn_helpers import make_random_batch, make_small_cfg
-from test_parity_d2 import _native_kernels_available, _patch_has_kernel
+from d2_matching import _patch_has_kernel, native_kernels_available
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.config.errors import UserError
@@ -33,7 +33,7 @@ STAGES = 3
 @pytest.fixture(params=["native", pytest.param("reference", marks=pytest.mark.slow)])
 def op_path(request, monkeypatch):
     """The compiled CPU kernels, or every op on its PyTorch reference (slow tier: about a minute per test)."""
-    if request.param == "native" and not _native_kernels_available():
+    if request.param == "native" and not native_kernels_available():
         pytest.skip("native CPU kernels not built (maskrcnn_multi._C missing): python setup.py build_ext --inplace")
     if request.param == "reference":
         _patch_has_kernel(monkeypatch)
