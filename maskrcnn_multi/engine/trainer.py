@@ -20,8 +20,8 @@ from ..backends import LossScaler, get_backend
 from ..backends.amp import apply_opt_level
 from ..checkpoint import DetectionCheckpointer
 from ..config import amp_settings
-from ..data import build_detection_test_loader, build_detection_train_loader
-from ..evaluation import COCOEvaluator, inference_on_dataset
+from ..data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from ..evaluation import COCOEvaluator, LVISEvaluator, inference_on_dataset
 from ..modeling import build_model
 from ..solver import auto_scale_workers, build_lr_scheduler, build_optimizer
 from . import hooks
@@ -279,7 +279,8 @@ class DefaultTrainer(SimpleTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True)
+        lvis = MetadataCatalog.get(dataset_name).get("evaluator_type") == "lvis"
+        return (LVISEvaluator if lvis else COCOEvaluator)(dataset_name, output_dir=output_folder, distributed=True)
 
     @classmethod
     def test_with_TTA(cls, cfg, model, backend=None) -> Dict:  # noqa: N802 - detectron2's name
