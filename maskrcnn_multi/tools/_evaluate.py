@@ -2,7 +2,8 @@
 
 Build the model, load MODEL.WEIGHTS, write config.yaml (once the weights have loaded), run
 ``DefaultTrainer.test`` (which goes through ``engine.inference`` and ``inference_on_dataset``) and,
-on rank 0, print the AP tables and detectron2's copypaste lines.
+with TEST.AUG.ENABLED, ``test_with_TTA``; ``report_results`` then prints (rank 0) the AP tables and
+detectron2's copypaste lines and checks TEST.EXPECTED_RESULTS.
 """
 import logging
 import os
@@ -13,9 +14,9 @@ from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.engine.launch import is_main_process
 from maskrcnn_multi.engine.runtime import apply_device_settings
 from maskrcnn_multi.engine.trainer import DefaultTrainer
-from maskrcnn_multi.evaluation import InferenceTiming, create_small_table, print_csv_format
+from maskrcnn_multi.evaluation import InferenceTiming, create_small_table, print_csv_format, verify_results
 
-__all__ = ["evaluate_checkpoint", "print_results", "save_config"]
+__all__ = ["evaluate_checkpoint", "print_results", "report_results", "save_config"]
 
 logger = logging.getLogger("maskrcnn_multi.tools.evaluate")
 
@@ -45,12 +46,24 @@ def print_results(results) -> None:
     sys.stdout.flush()
 
 
+def report_results(cfg, results):
+    """Print the results (rank 0); exit status 1 instead of them when TEST.EXPECTED_RESULTS fails."""
+    if not is_main_process():
+        return results
+    print_results(results)
+    if results and not verify_results(cfg, results):
+        return 1
+    return results
+
+
 def evaluate_checkpoint(cfg, backend, resume: bool = False, max_batches: Optional[int] = None,
                         skip_eval: bool = False) -> Tuple[Dict, Dict[str, InferenceTiming]]:
     """MODEL.WEIGHTS (or, with ``resume``, OUTPUT_DIR's last checkpoint) on every DATASETS.TEST.
 
     Returns ``(results, timings)``: ``DefaultTrainer.test``'s results (its shape: one dataset's
-    ``{task: metrics}`` or ``{dataset: ...}``; {} with ``skip_eval``) and ``{dataset: InferenceTiming}``.
+    ``{task: metrics}`` or ``{dataset: ...}``; {} with ``skip_eval``), plus ``test_with_TTA``'s
+    ``"<dataset>_TTA"`` entries with TEST.AUG.ENABLED (not with ``skip_eval`` or ``max_batches``), and
+    ``{dataset: InferenceTiming}`` of the plain run. Nothing is printed (``report_results``).
     """
     apply_device_settings(cfg, backend, training=False)
     model = DefaultTrainer.build_model(cfg)
@@ -59,6 +72,6 @@ def evaluate_checkpoint(cfg, backend, resume: bool = False, max_batches: Optiona
     timings: Dict[str, InferenceTiming] = {}
     results = DefaultTrainer.test(cfg, model, backend=backend, max_batches=max_batches, skip_eval=skip_eval,
                                   timings=timings)
-    if is_main_process():
-        print_results(results)
+    if cfg.TEST.AUG.ENABLED and not skip_eval and max_batches is None:
+        results.update(DefaultTrainer.test_with_TTA(cfg, model, backend=backend))
     return results, timings

@@ -29,7 +29,7 @@ from maskrcnn_multi.engine.inference import inference_settings
 from maskrcnn_multi.engine.launch import is_main_process, launch
 from maskrcnn_multi.evaluation import InferenceTiming
 from maskrcnn_multi.tools._cli import ArgumentParser, run_main
-from maskrcnn_multi.tools._evaluate import evaluate_checkpoint
+from maskrcnn_multi.tools._evaluate import evaluate_checkpoint, report_results
 from maskrcnn_multi.tools.train_net import add_run_arguments, parse_args as parse_run_args, setup, setup_logging
 
 __all__ = ["argument_parser", "cli", "main", "parse_args", "run", "summary"]
@@ -127,7 +127,8 @@ def summary(cfg, backend, results: dict, timings: Dict[str, InferenceTiming], sk
 
 
 def run(args: argparse.Namespace):
-    """One process's work: the shared evaluation path, then (rank 0) the JSON summary."""
+    """One process's work: the shared evaluation path, (rank 0) the JSON summary, then the AP tables
+    (exit status 1 when TEST.EXPECTED_RESULTS fails, as train_net)."""
     _check_json_summary(args.json_summary)
     cfg, backend = setup(args)
     _check_weights(cfg, args.resume)
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace):
         with open(args.json_summary, "w", encoding="utf-8") as stream:
             json.dump(summary(cfg, backend, results, timings, args.skip_eval), stream, indent=1)
         logger.info("Wrote the inference summary to %s", args.json_summary)
-    return results
+    return report_results(cfg, results)
 
 
 def main(argv: Optional[Sequence[str]] = None):

@@ -26,14 +26,14 @@ from typing import List, Optional, Sequence
 from maskrcnn_multi.backends import Backend, get_backend
 from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.data import check_dataset_names, register_coco_2017, register_coco_instances
-from maskrcnn_multi.engine.hooks import HookBase
+from maskrcnn_multi.engine.hooks import EvalHook, HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
 )
 from maskrcnn_multi.engine.runtime import resolve_input_shape
 from maskrcnn_multi.engine.trainer import DefaultTrainer, perf_only
 from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
-from maskrcnn_multi.tools._evaluate import evaluate_checkpoint, print_results, save_config
+from maskrcnn_multi.tools._evaluate import evaluate_checkpoint, print_results, report_results, save_config
 
 logger = logging.getLogger("maskrcnn_multi.tools.train_net")
 
@@ -248,18 +248,22 @@ class ProgressBar(HookBase):
 def run(args: argparse.Namespace):
     """One process's work: evaluate (``--eval-only``) or train then evaluate; returns the results."""
     cfg, backend = setup(args)
-    if args.eval_only:  # test_net's code path (tools._evaluate)
+    if args.eval_only:  # test_net's code path (tools._evaluate), TEST.AUG's TTA included
         results, _ = evaluate_checkpoint(cfg, backend, resume=args.resume)
-        return results
+        return report_results(cfg, results)
     trainer = DefaultTrainer(cfg, backend=backend)
     trainer.resume_or_load(resume=args.resume)
     trainer.register_hooks([SaveConfigAfterFirstStep(cfg)])
+    tta_hook = None
+    if cfg.TEST.AUG.ENABLED and not perf_only():  # after the last iteration, as detectron2's train_net
+        tta_hook = EvalHook(0, lambda: trainer.test_with_TTA(trainer.cfg, trainer.model, backend=backend))
+        trainer.register_hooks([tta_hook])
     if is_main_process() and sys.stdout.isatty():
         trainer.register_hooks([ProgressBar()])
     results = trainer.train()  # a FloatingPointError (diverged) is one line through run_main
-    if is_main_process():
-        print_results(results)
-    return results
+    if tta_hook is not None and tta_hook.last_results:
+        results = {**(results or {}), **tta_hook.last_results}
+    return report_results(trainer.cfg, results)  # the trainer's cfg: SOLVER.REFERENCE_WORLD_SIZE may scale it
 
 
 def main(argv: Optional[Sequence[str]] = None):
