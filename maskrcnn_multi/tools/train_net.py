@@ -33,7 +33,8 @@ from maskrcnn_multi.engine.launch import (
 from maskrcnn_multi.engine.runtime import resolve_input_shape
 from maskrcnn_multi.engine.trainer import DefaultTrainer, perf_only
 from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
-from maskrcnn_multi.tools._evaluate import evaluate_checkpoint, print_results, report_results, save_config
+# print_results and save_config lived here before tools._evaluate: still importable from train_net
+from maskrcnn_multi.tools._evaluate import evaluate_checkpoint, print_results, report_results, save_config  # noqa: F401
 
 logger = logging.getLogger("maskrcnn_multi.tools.train_net")
 
