@@ -97,7 +97,10 @@ def _short_training(output_dir, *extra):
             "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "(1,)", "SOLVER.CHECKPOINT_PERIOD", "2",
             "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MAX_SIZE_TRAIN", "128",
             "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "128", "DATALOADER.NUM_WORKERS", "0",
-            "TEST.EVAL_PERIOD", "2", *extra]
+            "TEST.EVAL_PERIOD", "2", "TEST.PRECISE_BN.ENABLED", "True", "TEST.PRECISE_BN.NUM_ITER", "1",
+            "TEST.EXPECTED_RESULTS", '[["bbox", "AP", 0.0, 101.0]]',
+            "DATALOADER.SAMPLER_TRAIN", "RepeatFactorTrainingSampler", "DATALOADER.REPEAT_THRESHOLD", "0.5",
+            "INPUT.CROP.ENABLED", "True", "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(80, 96)", *extra]
     with contextlib.redirect_stdout(io.StringIO()):
         return train_net.main(argv)
 
@@ -115,13 +118,20 @@ def _build_every_config():
 
 def _build_optional_branches():
     """The builders whose keys only one value of another key reads."""
-    from maskrcnn_multi.solver import build_lr_scheduler
+    from maskrcnn_multi.config import amp_settings
+    from maskrcnn_multi.data import DatasetMapper
+    from maskrcnn_multi.solver import build_lr_scheduler, build_optimizer
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    for name in ("WarmupMultiStepLR", "WarmupCosineLR"):
+    for name in ("WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR"):
         cfg = get_cfg()
         cfg.SOLVER.LR_SCHEDULER_NAME = name
         build_lr_scheduler(cfg, optimizer)
+    cfg = get_cfg()  # SGD (the embedded config trains with AdamW), detectron2's AMP switch
+    build_optimizer(cfg, torch.nn.Linear(2, 2))
+    amp_settings(cfg)
+    cfg.INPUT.FIX_SHAPE = (64, 64)  # the static-shape (NPU) data path
+    DatasetMapper.from_config(cfg, True)
 
 
 def test_every_default_key_is_read_or_refused(recorder, tiny_shapes, tmp_path):
