@@ -37,6 +37,7 @@ def extension() -> Optional[ModuleType]:
             "Build it with `pip install --no-build-isolation -e .`.", error)
         return None
     _register_roi_align_autograd()
+    _register_deform_conv2d_autograd()
     return module
 
 
@@ -99,6 +100,28 @@ def _register_roi_align_autograd() -> None:
     which dispatches on the gradient's device like any other op."""
     torch.library.register_autograd(
         f"{NAMESPACE}::roi_align", _roi_align_backward, setup_context=_roi_align_setup_context)
+
+
+def _deform_conv2d_setup_context(ctx, inputs, output) -> None:
+    input, weight, offset, mask, bias = inputs[:5]
+    ctx.save_for_backward(input, weight, offset, mask, bias)
+    ctx.settings = tuple(inputs[5:])
+
+
+def _deform_conv2d_backward(ctx, grad_output):
+    input, weight, offset, mask, bias = ctx.saved_tensors
+    grad_input, grad_weight, grad_offset, grad_mask, grad_bias = torch.ops.maskrcnn_multi.deform_conv2d_backward(
+        grad_output, input, weight, offset, mask, bias, *ctx.settings)
+    # An absent mask or bias has no gradient (the kernel returns an empty tensor for it).
+    return ((grad_input, grad_weight, grad_offset, grad_mask if mask is not None else None,
+             grad_bias if bias is not None else None) + (None,) * len(ctx.settings))
+
+
+def _register_deform_conv2d_autograd() -> None:
+    """deform_conv2d's gradients w.r.t. input, weight, offset, mask and bias through the
+    deform_conv2d_backward op (a first derivative only), on whichever device its kernels run."""
+    torch.library.register_autograd(
+        f"{NAMESPACE}::deform_conv2d", _deform_conv2d_backward, setup_context=_deform_conv2d_setup_context)
 
 
 extension()
