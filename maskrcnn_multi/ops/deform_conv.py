@@ -77,14 +77,14 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
                        f"input has {channels} channels, weight {shape_of(weight)} takes {weight.shape[1]} per group")
     if out_channels % groups != 0:
         raise ValueError(f"{_OP}: weight's {out_channels} output channels are not divisible by groups={groups}")
-    offset_groups = _inferred("offset_groups", offset_groups, offset.shape[1], 2 * taps,
-                              f"offset {shape_of(offset)} must have 2 * offset_groups * {taps} channels")
-    if offset_groups == 0 or channels % offset_groups != 0:
-        raise ValueError(f"{_OP}: input's {channels} channels are not divisible by offset_groups={offset_groups}")
     out_height = (height + 2 * padding[0] - dilation[0] * (kernel_height - 1) - 1) // stride[0] + 1
     out_width = (width + 2 * padding[1] - dilation[1] * (kernel_width - 1) - 1) // stride[1] + 1
     if out_height <= 0 or out_width <= 0:
         raise ValueError(f"{_OP}: input {shape_of(input)} is smaller than weight {shape_of(weight)}'s dilated kernel")
+    offset_groups = _inferred("offset_groups", offset_groups, offset.shape[1], 2 * taps,
+                              f"offset {shape_of(offset)} must have 2 * offset_groups * {taps} channels")
+    if offset_groups == 0 or channels % offset_groups != 0:
+        raise ValueError(f"{_OP}: input's {channels} channels are not divisible by offset_groups={offset_groups}")
     expected_offset = (batch, 2 * offset_groups * taps, out_height, out_width)
     if shape_of(offset) != expected_offset:
         raise ValueError(f"{_OP}: offset must be {expected_offset} for this input and weight, got {shape_of(offset)}")

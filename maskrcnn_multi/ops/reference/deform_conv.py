@@ -83,7 +83,8 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     columns = _bilinear_columns(input, y, x)  # (N, C, K, L)
     if mask is not None:
         group_mask = mask.reshape(batch, offset_groups, 1, taps, out_height * out_width)
-        columns = (group_mask * columns.view(batch, offset_groups, channels // offset_groups, taps, -1))
+        columns = group_mask * columns.view(batch, offset_groups, channels // offset_groups, taps,
+                                            out_height * out_width)
         columns = columns.reshape(batch, channels, taps, out_height * out_width)
     columns = columns.reshape(batch, groups, (channels // groups) * taps, out_height * out_width)
     weight_groups = weight.reshape(groups, out_channels // groups, (channels // groups) * taps)
