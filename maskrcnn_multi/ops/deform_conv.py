@@ -63,7 +63,8 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
             consecutive groups, each sampled at its own offsets.
     Returns:
         (N, C_out, oh, ow) in input's dtype (offset, mask, weight and bias are cast to it, as autocast
-        would for a convolution); bf16 / fp16 are computed in float32.
+        would for a convolution); bf16 / fp16 are computed in float32. channels_last when input's
+        channels are innermost, contiguous otherwise.
     """
     _check_4d("input", input, input.device if isinstance(input, torch.Tensor) else None)
     device = input.device
@@ -109,7 +110,13 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     native_ok = use_native(_OP, input) and (not needs_grad or native.has_kernel("deform_conv2d_backward",
                                                                                  device.type))
     if native_ok:
-        return torch.ops.maskrcnn_multi.deform_conv2d(input, weight, offset, mask, bias, *stride, *padding,
-                                                      *dilation, groups, offset_groups)
-    return reference.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, groups, offset_groups,
-                                   mask)
+        output = torch.ops.maskrcnn_multi.deform_conv2d(input, weight, offset, mask, bias, *stride, *padding,
+                                                        *dilation, groups, offset_groups)
+    else:
+        output = reference.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, groups,
+                                         offset_groups, mask)
+    # The kernels sample from a contiguous copy; the result takes the input's layout back so a
+    # channels_last network has no reorder after this layer.
+    if channels > 1 and input.stride(1) == 1:
+        output = output.contiguous(memory_format=torch.channels_last)
+    return output
