@@ -119,10 +119,11 @@ MRCNN_HOST_DEVICE inline acc_t deform_value(const DeformSample<acc_t>& sample, c
   return value;
 }
 
-// d value / dy and d value / dx of a plane at the sample.
+// d value / dy and d value / dx of a plane at the sample, and (when `value` is not null) the value
+// itself, exactly as deform_value computes it, from one read of the four neighbours.
 template <typename acc_t, typename scalar_t>
 MRCNN_HOST_DEVICE inline void deform_value_gradient(const DeformSample<acc_t>& sample, const scalar_t* plane,
-                                                    acc_t& grad_y, acc_t& grad_x) {
+                                                    acc_t& grad_y, acc_t& grad_x, acc_t* value = nullptr) {
   acc_t v[4];
   for (int corner = 0; corner < 4; ++corner) {
     v[corner] = sample.valid[corner] ? static_cast<acc_t>(plane[sample.offsets[corner]]) : static_cast<acc_t>(0);
@@ -130,6 +131,13 @@ MRCNN_HOST_DEVICE inline void deform_value_gradient(const DeformSample<acc_t>& s
   const acc_t one = 1;
   grad_y = mul_rn(sample.lx, v[3] - v[1]) + mul_rn(one - sample.lx, v[2] - v[0]);
   grad_x = mul_rn(sample.ly, v[3] - v[2]) + mul_rn(one - sample.ly, v[1] - v[0]);
+  if (value != nullptr) {
+    acc_t sum = 0;
+    for (int corner = 0; corner < 4; ++corner) {
+      sum = sum + (sample.valid[corner] ? mul_rn(sample.weights[corner], v[corner]) : static_cast<acc_t>(0));
+    }
+    *value = sum;
+  }
 }
 
 }  // namespace common

@@ -14,6 +14,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -94,35 +95,44 @@ void scatter_to_input(const DeformConvShape& shape, const std::vector<DeformSamp
 }
 
 // The offsets' (2 * G * K, L) and mask's (G * K, L) gradients of one image, each point reducing over
-// the channels of its offset group. grad_mask is null without a mask.
+// the channels of its offset group. Threads split each (group, tap)'s points into chunks and walk the
+// channels' gradient rows in memory order, accumulating into the chunk's rows of the results.
+// grad_mask is null without a mask.
 template <typename acc_t, typename scalar_t>
 void offset_and_mask_gradients(const DeformConvShape& shape, const scalar_t* image,
                                const std::vector<DeformSample<acc_t>>& table, const scalar_t* mask,
                                const acc_t* grad_columns, acc_t* grad_offset, acc_t* grad_mask) {
   const int64_t points = shape.points(), taps = shape.taps(), plane_size = shape.height * shape.width;
   const int64_t channels_per_group = shape.channels_per_offset_group();
-  at::parallel_for(0, static_cast<int64_t>(table.size()), 256, [&](int64_t begin, int64_t end) {
-    for (int64_t index = begin; index < end; ++index) {
-      const int64_t point = index % points, tap = (index / points) % taps, g = index / (points * taps);
-      const DeformSample<acc_t>& sample = table[index];
-      const acc_t modulation = mask != nullptr ? static_cast<acc_t>(mask[index]) : static_cast<acc_t>(1);
-      acc_t grad_y = 0, grad_x = 0, grad_modulation = 0;
+  constexpr int64_t kChunk = 256;
+  const int64_t chunks = (points + kChunk - 1) / kChunk;
+  at::parallel_for(0, shape.offset_groups * taps * chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t group_tap = job / chunks, g = group_tap / taps, tap = group_tap % taps;
+      const int64_t first = (job % chunks) * kChunk, last = std::min(points, first + kChunk);
+      const int64_t base = group_tap * points;
+      acc_t* grad_y = grad_offset + 2 * group_tap * points;
+      acc_t* grad_x = grad_y + points;
+      acc_t* grad_modulation = grad_mask != nullptr ? grad_mask + base : nullptr;
+      for (int64_t point = first; point < last; ++point) {
+        grad_y[point] = 0;
+        grad_x[point] = 0;
+        if (grad_modulation != nullptr) grad_modulation[point] = 0;
+      }
       for (int64_t c = g * channels_per_group; c < (g + 1) * channels_per_group; ++c) {
         const scalar_t* plane = image + c * plane_size;
-        const acc_t grad_column = grad_columns[(c * taps + tap) * points + point];
-        acc_t value_grad_y, value_grad_x;
-        common::deform_value_gradient(sample, plane, value_grad_y, value_grad_x);
-        grad_y += modulation * value_grad_y * grad_column;
-        grad_x += modulation * value_grad_x * grad_column;
-        if (grad_mask != nullptr) {
-          grad_modulation += grad_column * common::deform_value<acc_t>(sample, plane);
+        const acc_t* grad_row = grad_columns + (c * taps + tap) * points;
+        for (int64_t point = first; point < last; ++point) {
+          const acc_t modulation = mask != nullptr ? static_cast<acc_t>(mask[base + point]) : static_cast<acc_t>(1);
+          acc_t value_grad_y, value_grad_x, value;
+          common::deform_value_gradient(table[base + point], plane, value_grad_y, value_grad_x,
+                                        grad_modulation != nullptr ? &value : nullptr);
+          grad_y[point] += modulation * value_grad_y * grad_row[point];
+          grad_x[point] += modulation * value_grad_x * grad_row[point];
+          if (grad_modulation != nullptr) {
+            grad_modulation[point] += grad_row[point] * value;
+          }
         }
-      }
-      const int64_t pair = 2 * (g * taps + tap);
-      grad_offset[pair * points + point] = grad_y;
-      grad_offset[(pair + 1) * points + point] = grad_x;
-      if (grad_mask != nullptr) {
-        grad_mask[index] = grad_modulation;
       }
     }
   });

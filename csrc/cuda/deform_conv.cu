@@ -90,12 +90,12 @@ __global__ void offset_and_mask_gradients_kernel(DeformConvShape shape, const sc
     for (int64_t c = g * channels_per_group; c < (g + 1) * channels_per_group; ++c) {
       const scalar_t* plane = image + c * plane_size;
       const acc_t grad_column = grad_columns[(c * taps + tap) * points + point];
-      acc_t value_grad_y, value_grad_x;
-      common::deform_value_gradient(sample, plane, value_grad_y, value_grad_x);
+      acc_t value_grad_y, value_grad_x, value;
+      common::deform_value_gradient(sample, plane, value_grad_y, value_grad_x, grad_mask != nullptr ? &value : nullptr);
       grad_y += modulation * value_grad_y * grad_column;
       grad_x += modulation * value_grad_x * grad_column;
       if (grad_mask != nullptr) {
-        grad_modulation += grad_column * common::deform_value<acc_t>(sample, plane);
+        grad_modulation += grad_column * value;
       }
     }
     const int64_t pair = 2 * (g * taps + tap);
