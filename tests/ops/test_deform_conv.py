@@ -211,3 +211,20 @@ def test_bad_arguments_name_the_culprit(changes, culprit):
         deform_conv2d(**arguments)
     message = str(error.value)
     assert culprit in message and "\n" not in message and message.startswith("deform_conv2d: ")
+
+
+@pytest.mark.parametrize("modulated", [False, True], ids=["v1", "v2"])
+def test_native_op_passes_torch_opcheck(modulated):
+    """Schema, autograd registration and the fake (shape) kernel agree with the kernels: what
+    torch.compile (TEST.COMPILE) and AOT autograd rely on."""
+    if not native.has_kernel("deform_conv2d", "cpu"):
+        pytest.skip("no native deform_conv2d kernel for cpu (maskrcnn_multi._C not built?)")
+    generator = torch.Generator().manual_seed(5)
+    tensors, settings, _ = _random_case(generator, batch=1, channels=4, size=(5, 6), out_channels=4, kernel=3,
+                                        stride=1, padding=1, dilation=1, groups=2, offset_groups=2,
+                                        modulated=modulated, bias=modulated)
+    leaves = {name: None if t is None else t.requires_grad_(True) for name, t in tensors.items()}
+    arguments = (leaves["input"], leaves["weight"], leaves["offset"], leaves["mask"], leaves["bias"],
+                 1, 1, 1, 1, 1, 1, settings["groups"], settings["offset_groups"])
+    results = torch.library.opcheck(torch.ops.maskrcnn_multi.deform_conv2d.default, arguments)
+    assert set(results.values()) == {"SUCCESS"}, results
