@@ -16,6 +16,21 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory):
+    """shapes_train / shapes_val pointed at a tiny generated set (8 train, 3 val images), and back
+    at their previous root afterwards."""
+    from maskrcnn_multi.data import MetadataCatalog
+    from maskrcnn_multi.data.synthetic import generate_shapes_dataset, register_synthetic
+
+    previous_root = os.path.dirname(os.path.dirname(MetadataCatalog.get("shapes_train").json_file))
+    root = str(tmp_path_factory.mktemp("shapes"))
+    generate_shapes_dataset(root, num_train=8, num_val=3, seed=2)
+    register_synthetic(root, num_train=8, num_val=3, seed=2)
+    yield root
+    register_synthetic(previous_root)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)

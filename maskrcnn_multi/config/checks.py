@@ -9,6 +9,7 @@ from .amp import (
     AMP_DTYPES, FLOAT32_PRECISIONS, MEMORY_FORMATS, OPT_LEVELS, describe_loss_scale_rule, is_valid_loss_scale,
 )
 from .errors import ConfigError, short_repr
+from .refused import check_refused
 
 # Keys that accept several types; every other key keeps the type of its default.
 FLEXIBLE_TYPES = {
@@ -35,10 +36,13 @@ def check_value(full_key: str, value: Any, source: str) -> None:
         raise ConfigError(
             f"config key '{full_key}' in {source} must be one of ({choices}), got {short_repr(value)}"
         )
+    check_refused(full_key, value, source)
     if full_key == "LOSS_SCALE_VALUE":
         _check_loss_scale(value, source)
     elif full_key == "INPUT.FIX_SHAPE":
         _check_fix_shape(value, source)
+    elif full_key == "TEST.EXPECTED_RESULTS":
+        _check_expected_results(value, source)
     elif full_key == "INPUT.FIX_MAX_GT" and value < 0:
         raise ConfigError(f"config key 'INPUT.FIX_MAX_GT' in {source} must be >= 0, got {value}")
 
@@ -60,3 +64,14 @@ def _check_fix_shape(value: Any, source: str) -> None:
         f"config key 'INPUT.FIX_SHAPE' in {source} must be () (off) or (height, width) in pixels, "
         f"got {short_repr(value)}"
     )
+
+
+def _check_expected_results(value: Any, source: str) -> None:
+    for entry in value:
+        if (isinstance(entry, (list, tuple)) and len(entry) == 4 and all(isinstance(v, str) for v in entry[:2])
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry[2:])):
+            continue
+        raise ConfigError(
+            f"config key 'TEST.EXPECTED_RESULTS' in {source}: each entry must be [task, metric, expected, "
+            f"tolerance], e.g. [\"bbox\", \"AP\", 38.5, 0.2]; got {short_repr(entry)}"
+        )

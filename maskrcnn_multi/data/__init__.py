@@ -18,6 +18,7 @@ from .build import (
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog, datasets_root
 from .coco import load_coco_json, read_coco_json, register_coco_2017, register_coco_instances
 from .dataset_mapper import DatasetMapper
+from .lvis import load_lvis_json, register_cityscapes_coco, register_lvis, register_lvis_instances
 from .detection_utils import (
     BadImageError,
     annotations_to_instances,
@@ -28,7 +29,7 @@ from .detection_utils import (
     read_image,
     transform_instance_annotations,
 )
-from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
+from .samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingBatchSampler, TrainingSampler
 from .transforms import (
     HFlipTransform,
     NoOpTransform,

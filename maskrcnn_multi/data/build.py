@@ -16,7 +16,9 @@ from ..config.errors import UserError
 from .catalog import DatasetCatalog, MetadataCatalog
 from .dataset_mapper import DatasetMapper
 from .detection_utils import BadImageError
-from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler, rank_and_world_size
+from .samplers import (
+    InferenceSampler, RepeatFactorTrainingSampler, TrainingBatchSampler, TrainingSampler, rank_and_world_size,
+)
 from .validation import DatasetError, UnknownDatasetError
 
 __all__ = [
@@ -215,6 +217,24 @@ def per_rank_batch_size(total_batch_size: int) -> int:
     return total_batch_size // world_size
 
 
+TRAINING_SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler")
+
+
+def _training_sampler(cfg, dataset_dicts: List[dict], seed: Optional[int]) -> TrainingSampler:
+    """DATALOADER.SAMPLER_TRAIN: every image once per pass, or repeated by its rarest category's
+    frequency (DATALOADER.REPEAT_THRESHOLD, REPEAT_SQRT)."""
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    if name == "TrainingSampler":
+        return TrainingSampler(len(dataset_dicts), shuffle=True, seed=seed)
+    if name == "RepeatFactorTrainingSampler":
+        factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+            dataset_dicts, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT)
+        logger.info("RepeatFactorTrainingSampler: %.1f images per pass on average (of %d)",
+                    float(factors.sum()), len(dataset_dicts))
+        return RepeatFactorTrainingSampler(factors, shuffle=True, seed=seed)
+    raise UserError(f"unknown DATALOADER.SAMPLER_TRAIN {name!r} (choose from: {', '.join(TRAINING_SAMPLERS)})")
+
+
 def build_detection_train_loader(
     cfg,
     mapper: Optional[Callable[[dict], dict]] = None,
@@ -236,12 +256,9 @@ def build_detection_train_loader(
         )
     check_num_classes(cfg, names, dataset_dicts)
     mapper = mapper if mapper is not None else DatasetMapper.from_config(cfg, is_train=True)
-    sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
-    if sampler_name != "TrainingSampler":
-        raise UserError(f"unknown DATALOADER.SAMPLER_TRAIN {sampler_name!r} (choose from: TrainingSampler)")
     if seed is None and cfg.get("SEED", -1) >= 0:
         seed = cfg.SEED
-    sampler = TrainingSampler(len(dataset_dicts), shuffle=True, seed=seed)
+    sampler = _training_sampler(cfg, dataset_dicts, seed)
     dataset = MapDataset(dataset_dicts, mapper, skip_bad_images=True, seed=sampler.seed)
     batch_size = per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH)
     num_workers = cfg.DATALOADER.NUM_WORKERS

@@ -9,7 +9,7 @@ an image without ``file_name`` or with a height/width that is not a positive who
 """
 import logging
 import os
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ..config.errors import short_repr
 from .catalog import DatasetCatalog, MetadataCatalog, datasets_root
@@ -42,17 +42,20 @@ def _image_record(image: dict, image_root: str, json_file: str) -> dict:
             "image_id": image_id}
 
 
-def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[dict]:
+def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None, *,
+                   adapt: Optional[Callable[[dict], None]] = None, evaluator_type: str = "coco") -> List[dict]:
     """Load a COCO instances JSON into a list of detectron2 dataset dicts.
 
     Category ids are mapped to contiguous ids 0..K-1 in the order of the sorted COCO ids; with
     ``dataset_name`` the metadata (thing_classes, thing_dataset_id_to_contiguous_id, json_file,
     image_root) is recorded in MetadataCatalog. Bad records raise ``DatasetError`` naming the file and
     the record; dropped annotations/polygons are logged once per file and reason, with their ids.
+    ``adapt`` edits the parsed JSON first (``read_coco_json``): how a COCO-like format (LVIS) is read.
+    An image's LVIS fields ``not_exhaustive_category_ids`` / ``neg_category_ids`` are kept.
     """
     if not os.path.isdir(image_root):
         raise DatasetFileNotFoundError(f"image root not found: {image_root} (images of {json_file})")
-    coco_api = read_coco_json(json_file)
+    coco_api = read_coco_json(json_file, adapt)
     category_ids = sorted(coco_api.getCatIds(), key=lambda category_id: (isinstance(category_id, str), category_id))
     id_map = {category_id: index for index, category_id in enumerate(category_ids)}
     if dataset_name is not None:
@@ -61,12 +64,15 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             thing_dataset_id_to_contiguous_id=id_map,
             json_file=json_file,
             image_root=image_root,
-            evaluator_type="coco",
+            evaluator_type=evaluator_type,
         )
     drops = DropCounter(json_file)
     dataset_dicts = []
     for image_id in sorted(coco_api.imgs, key=lambda key: (isinstance(key, str), key)):
         record = _image_record(coco_api.imgs[image_id], image_root, json_file)
+        for key in ("not_exhaustive_category_ids", "neg_category_ids"):
+            if key in coco_api.imgs[image_id]:
+                record[key] = list(coco_api.imgs[image_id][key])
         annotations = (convert_annotation(annotation, id_map, json_file, drops)
                        for annotation in coco_api.imgToAnns.get(image_id, []))
         record["annotations"] = [annotation for annotation in annotations if annotation is not None]

@@ -15,7 +15,7 @@ import io
 import json
 import os
 from collections import Counter
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from pycocotools.coco import COCO
 
@@ -101,10 +101,13 @@ def _check_categories(dataset: dict, json_file: str) -> None:
             )
 
 
-def read_coco_json(json_file: str) -> COCO:
+def read_coco_json(json_file: str, adapt: Optional[Callable[[dict], None]] = None) -> COCO:
     """Parse a COCO JSON into a pycocotools ``COCO`` index, with one-line errors naming the file
-    and the record (see the module docstring for what is refused and what is dropped)."""
+    and the record (see the module docstring for what is refused and what is dropped).
+    ``adapt(dataset)`` edits the parsed dict in place first (a COCO-like format such as LVIS's)."""
     dataset = _parse(json_file)
+    if adapt is not None:
+        adapt(dataset)
     _check_ids(dataset["images"], "image", json_file)
     _check_ids(dataset["categories"], "category", json_file)
     _check_ids(dataset["annotations"], "annotation", json_file)

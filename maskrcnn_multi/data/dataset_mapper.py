@@ -14,6 +14,7 @@ import torch
 from maskrcnn_multi.config.errors import UserError
 
 from . import detection_utils as utils
+from .crop import RandomCrop
 from .transforms import TransformGen, apply_transform_gens
 
 __all__ = ["DatasetMapper"]
@@ -36,6 +37,8 @@ class DatasetMapper:
         fix_max_gt: with ``fix_shape``, keep at most this many ground-truth instances per image
             (a random subset when there are more).
         pad_value: per-channel value of the padding (the pixel mean, so padding normalises to 0).
+        recompute_boxes: make each box the tight box of its (cropped) mask, as detectron2 does when
+            INPUT.CROP is on for a mask model (a cropped polygon's old box would overhang it).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class DatasetMapper:
         fix_shape: Optional[Tuple[int, int]] = None,
         fix_max_gt: Optional[int] = None,
         pad_value: Sequence[float] = (0.0,),
+        recompute_boxes: bool = False,
     ):
         if instance_mask_format not in ("polygon", "bitmask"):
             raise UserError(f"unknown INPUT.MASK_FORMAT {instance_mask_format!r} (choose from: polygon, bitmask)")
@@ -62,6 +66,7 @@ class DatasetMapper:
         self.fix_shape = tuple(int(side) for side in fix_shape) if fix_shape is not None else None
         self.fix_max_gt = fix_max_gt
         self.pad_value = tuple(float(value) for value in pad_value)
+        self.recompute_boxes = recompute_boxes
         mode = "training" if is_train else "inference"
         logger.info("DatasetMapper (%s) augmentations: %s", mode, self.augmentations)
 
@@ -74,9 +79,14 @@ class DatasetMapper:
         the backend before building loaders (`engine.runtime.resolve_input_shape`).
         """
         fix_shape = tuple(cfg.INPUT.get("FIX_SHAPE", ()) or ()) or None
+        augmentations = utils.build_augmentation(cfg, is_train)
+        crop = is_train and cfg.INPUT.CROP.ENABLED
+        if crop:  # first, on the original image, as detectron2
+            augmentations.insert(0, RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
         return cls(
             is_train,
-            augmentations=utils.build_augmentation(cfg, is_train),
+            augmentations=augmentations,
+            recompute_boxes=crop and cfg.MODEL.MASK_ON,
             image_format=cfg.INPUT.FORMAT,
             use_instance_mask=cfg.MODEL.MASK_ON,
             instance_mask_format=cfg.INPUT.MASK_FORMAT,
@@ -115,6 +125,8 @@ class DatasetMapper:
                 annotation.pop("segmentation", None)
             annotations.append(utils.transform_instance_annotations(annotation, transforms, image_shape))
         instances = utils.annotations_to_instances(annotations, image_shape, self.instance_mask_format)
+        if self.recompute_boxes and instances.has("gt_masks"):
+            instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
         instances, num_dropped = utils.filter_empty_instances(instances)
         if num_dropped:
             logger.debug(

@@ -1,12 +1,14 @@
 """Samplers: an infinite, seeded, rank-sharded stream for training; exact once-each shards for inference."""
 import itertools
+import math
+from collections import defaultdict
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["TrainingSampler", "TrainingBatchSampler", "InferenceSampler", "rank_and_world_size", "shared_random_seed"]
+__all__ = ["TrainingSampler", "RepeatFactorTrainingSampler", "TrainingBatchSampler", "InferenceSampler", "rank_and_world_size", "shared_random_seed"]
 
 
 def rank_and_world_size() -> Tuple[int, int]:
@@ -62,6 +64,51 @@ class TrainingSampler(Sampler):
                 yield from torch.randperm(self._size, generator=generator).tolist()
             else:
                 yield from range(self._size)
+
+
+class RepeatFactorTrainingSampler(TrainingSampler):
+    """A TrainingSampler whose passes repeat image i ``repeat_factors[i]`` times on average (detectron2's
+    sampler for LVIS: rare categories' images are seen more often).
+
+    Each pass repeats image i ``floor(r_i)`` times, plus once more with probability ``frac(r_i)``,
+    drawn from the seeded generator, then shuffles the pass.
+    """
+
+    def __init__(self, repeat_factors: torch.Tensor, shuffle: bool = True, seed: Optional[int] = None):
+        repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float32)
+        super().__init__(len(repeat_factors), shuffle=shuffle, seed=seed)
+        self._int_part = torch.trunc(repeat_factors)
+        self._frac_part = repeat_factors - self._int_part
+
+    @staticmethod
+    def repeat_factors_from_category_frequency(dataset_dicts: Sequence[dict], repeat_thresh: float,
+                                               sqrt: bool = True) -> torch.Tensor:
+        """r_i = max over image i's categories c of max(1, t / f(c)) (its square root with ``sqrt``),
+        f(c) the fraction of images holding c; an image without annotations has r = 1."""
+        image_counts = defaultdict(int)
+        for record in dataset_dicts:
+            for category in {ann["category_id"] for ann in record.get("annotations", ())}:
+                image_counts[category] += 1
+        category_repeat = {}
+        for category, count in image_counts.items():
+            ratio = repeat_thresh / (count / len(dataset_dicts))
+            category_repeat[category] = max(1.0, math.sqrt(ratio) if sqrt else ratio)
+        factors = [max((category_repeat[ann["category_id"]] for ann in record.get("annotations", ())), default=1.0)
+                   for record in dataset_dicts]
+        return torch.tensor(factors, dtype=torch.float32)
+
+    def _pass_indices(self, generator: torch.Generator) -> torch.Tensor:
+        repeats = self._int_part + (torch.rand(len(self._frac_part), generator=generator) < self._frac_part).float()
+        return torch.repeat_interleave(torch.arange(len(repeats)), repeats.long())
+
+    def _infinite_indices(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self._seed)
+        while True:
+            indices = self._pass_indices(generator)
+            if self._shuffle:
+                indices = indices[torch.randperm(len(indices), generator=generator)]
+            yield from indices.tolist()
 
 
 class TrainingBatchSampler:

@@ -60,6 +60,10 @@ class Transform:
         """polygons: list of (Ni, 2) arrays of (x, y). Returns the transformed list."""
         return [self.apply_coords(np.asarray(polygon, dtype=np.float64)) for polygon in polygons]
 
+    def inverse(self) -> "Transform":
+        """The transform that maps this one's output coordinates back (test-time augmentation)."""
+        raise NotImplementedError(f"{type(self).__name__} has no inverse")
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
         return f"{type(self).__name__}({fields})"
@@ -73,6 +77,9 @@ class NoOpTransform(Transform):
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
         return coords
+
+    def inverse(self) -> Transform:
+        return self
 
 
 class ResizeTransform(Transform):
@@ -123,6 +130,9 @@ class ResizeTransform(Transform):
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation, interp=Image.NEAREST)
 
+    def inverse(self) -> Transform:
+        return ResizeTransform(self.new_h, self.new_w, self.h, self.w, self.interp)
+
 
 class HFlipTransform(Transform):
     """Mirror an image of the given width left-right."""
@@ -138,6 +148,9 @@ class HFlipTransform(Transform):
         coords = np.array(coords, dtype=np.float64, copy=True)
         coords[:, 0] = self.width - coords[:, 0]
         return coords
+
+    def inverse(self) -> Transform:
+        return self
 
 
 class TransformList(Transform):
@@ -171,6 +184,9 @@ class TransformList(Transform):
 
     def apply_polygons(self, polygons: List[np.ndarray]) -> List[np.ndarray]:
         return self._apply("apply_polygons", polygons)
+
+    def inverse(self) -> "TransformList":
+        return TransformList([transform.inverse() for transform in reversed(self.transforms)])
 
     def __len__(self) -> int:
         return len(self.transforms)

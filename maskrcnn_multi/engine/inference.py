@@ -144,11 +144,19 @@ class InferenceModel(nn.Module):
         logger.debug("inference graph built (%s)", settings.describe())
         return graph
 
+    def _context(self) -> ContextManager:
+        return self._autocast(self.settings.dtype) if self.settings.dtype is not None else contextlib.nullcontext()
+
     def forward(self, batched_inputs):
         graph = self.graph()
-        context = self._autocast(self.settings.dtype) if self.settings.dtype is not None else contextlib.nullcontext()
-        with torch.no_grad(), context:
+        with torch.no_grad(), self._context():
             return graph(batched_inputs)
+
+    def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
+        """The model's ``inference`` (given boxes, raw outputs) under the same settings."""
+        graph = self.graph()
+        with torch.no_grad(), self._context():
+            return graph.inference(batched_inputs, detected_instances, do_postprocess=do_postprocess)
 
     def train(self, mode: bool = True) -> "InferenceModel":
         # inference only: the wrapped model keeps its own mode (the trainer switches it back)
@@ -179,8 +187,11 @@ class _FrozenCompiled(nn.Module):
             return self.compiled(x)
 
 
-def for_inference(model: nn.Module, cfg, backend) -> InferenceModel:
-    """``model`` wrapped for inference with the settings ``cfg`` asks of ``backend``."""
+def for_inference(model: nn.Module, cfg, backend) -> nn.Module:
+    """``model`` wrapped for inference with the settings ``cfg`` asks of ``backend``; a model that
+    runs them already (an InferenceModel, or a wrapper holding one as ``inference_model``) as it is."""
+    if isinstance(model, InferenceModel) or isinstance(getattr(model, "inference_model", None), InferenceModel):
+        return model
     settings = inference_settings(cfg, backend)
     logger.info("Inference on %s: %s", backend.name, settings.describe())
     return InferenceModel(model, settings, autocast=lambda dtype: backend.autocast("O1", dtype))

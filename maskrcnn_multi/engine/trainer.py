@@ -20,16 +20,18 @@ from ..backends import LossScaler, get_backend
 from ..backends.amp import apply_opt_level
 from ..checkpoint import DetectionCheckpointer
 from ..config import amp_settings
-from ..data import build_detection_test_loader, build_detection_train_loader
-from ..evaluation import COCOEvaluator, inference_on_dataset
+from ..data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from ..evaluation import COCOEvaluator, LVISEvaluator, inference_on_dataset
 from ..modeling import build_model
-from ..solver import build_lr_scheduler, build_optimizer
+from ..solver import auto_scale_workers, build_lr_scheduler, build_optimizer
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, make_tensorboard_writer
 from .inference import for_inference, set_training_memory_format
 from .launch import all_gather_object, get_rank, get_world_size, is_main_process
+from .precise_bn import PreciseBN, get_bn_modules
 from .runtime import apply_device_settings, capture_rng_states, resolve_input_shape, restore_rng_states
 from .train_loop import SimpleTrainer
+from .tta import GeneralizedRCNNWithTTA
 
 __all__ = ["DefaultTrainer", "capture_rng_states", "restore_rng_states", "perf_only"]
 
@@ -71,6 +73,7 @@ class DefaultTrainer(SimpleTrainer):
 
     def __init__(self, cfg, backend=None):
         self.backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
+        cfg = self.auto_scale_workers(cfg, get_world_size())
         cfg = resolve_input_shape(cfg, self.backend)  # the data layer reads INPUT.FIX_SHAPE as resolved
         self.cfg = cfg
         self.backend.set_device()
@@ -199,6 +202,7 @@ class DefaultTrainer(SimpleTrainer):
         hook_list: List[Optional[hooks.HookBase]] = [
             hooks.IterationTimer(cfg.SOLVER.IMS_PER_BATCH),
             hooks.LRScheduler(self.scheduler.optimizer, self.scheduler),
+            self._precise_bn_hook(),
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self._resume_state),
         ]
         if perf_only():
@@ -210,7 +214,22 @@ class DefaultTrainer(SimpleTrainer):
             ))
         if is_main_process():
             hook_list.append(hooks.PeriodicWriter(self.build_writers(), period=20))
-        return hook_list
+        return [hook for hook in hook_list if hook is not None]
+
+    def _precise_bn_hook(self) -> Optional[PreciseBN]:
+        """TEST.PRECISE_BN (with trainable BatchNorm layers): fresh statistics before each evaluation."""
+        precise = self.cfg.TEST.PRECISE_BN
+        if not precise.ENABLED or perf_only() or not get_bn_modules(self.model):
+            return None
+
+        def forward(batch):
+            with self._autocast():
+                self.model(batch)
+
+        return PreciseBN(
+            self.cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(self.cfg), precise.NUM_ITER, forward,
+            rng_state=(lambda: capture_rng_states(self.backend), lambda s: restore_rng_states(s, self.backend)),
+        )
 
     def build_writers(self) -> list:
         writers = [ConsoleWriter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
@@ -235,6 +254,8 @@ class DefaultTrainer(SimpleTrainer):
         return self.last_eval_results
 
     # ------------------------------------------------------------------ builders
+    auto_scale_workers = staticmethod(auto_scale_workers)  # SOLVER.REFERENCE_WORLD_SIZE
+
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
         return build_model(cfg)  # modeling logs the architecture
@@ -258,7 +279,19 @@ class DefaultTrainer(SimpleTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder, distributed=True)
+        lvis = MetadataCatalog.get(dataset_name).get("evaluator_type") == "lvis"
+        return (LVISEvaluator if lvis else COCOEvaluator)(dataset_name, output_dir=output_folder, distributed=True)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model, backend=None) -> Dict:  # noqa: N802 - detectron2's name
+        """``test`` with TEST.AUG's test-time augmentation; results under "<name>_TTA", evaluator
+        output in OUTPUT_DIR/inference_TTA."""
+        backend = backend if backend is not None else get_backend(cfg.MODEL.DEVICE)
+        model = GeneralizedRCNNWithTTA(cfg, for_inference(model, cfg, backend))
+        evaluators = [cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, model, evaluators, backend=backend)
+        return OrderedDict((name + "_TTA", value) for name, value in results.items())
 
     @classmethod
     def test(cls, cfg, model, evaluators=None, backend=None) -> Dict:

@@ -117,12 +117,15 @@ class COCOEvaluator(DatasetEvaluator):
             raise UserError(f"dataset '{dataset_name}' has no json_file in its metadata; COCOEvaluator needs one")
         if not os.path.isfile(json_file) or self._metadata.get("thing_dataset_id_to_contiguous_id") is None:
             DatasetCatalog.get(dataset_name)  # lazily generated sets (shapes) appear on first load
-        self._coco_api = read_coco_json(json_file)
+        self._coco_api = self._read_ground_truth(json_file)
         id_map = self._metadata.get("thing_dataset_id_to_contiguous_id")
         if id_map is None:
             id_map = {category_id: index for index, category_id in enumerate(sorted(self._coco_api.getCatIds()))}
         self._contiguous_to_dataset_id = {contiguous: dataset_id for dataset_id, contiguous in id_map.items()}
         self._predictions: List[dict] = []
+
+    def _read_ground_truth(self, json_file: str) -> COCO:
+        return read_coco_json(json_file)
 
     def reset(self) -> None:
         self._predictions = []

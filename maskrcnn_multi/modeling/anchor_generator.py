@@ -10,7 +10,8 @@ from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.structures import Boxes
 
-__all__ = ["DefaultAnchorGenerator", "generate_cell_anchors", "build_anchor_generator", "ANCHOR_GENERATORS"]
+__all__ = ["DefaultAnchorGenerator", "generate_cell_anchors", "build_anchor_generator", "ANCHOR_GENERATORS",
+           "ANCHOR_GENERATOR_REGISTRY"]
 
 
 class BufferList(nn.Module):
@@ -120,6 +121,7 @@ class DefaultAnchorGenerator(nn.Module):
 
 
 ANCHOR_GENERATORS = Registry("MODEL.ANCHOR_GENERATOR.NAME", DefaultAnchorGenerator)
+ANCHOR_GENERATOR_REGISTRY = ANCHOR_GENERATORS  # detectron2's name for the table
 
 
 def build_anchor_generator(cfg, input_shape) -> nn.Module:

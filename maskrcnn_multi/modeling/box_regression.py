@@ -1,10 +1,13 @@
-"""Box <-> delta coding (detectron2's ``Box2BoxTransform``) and the box regression losses."""
+"""Box <-> delta coding (detectron2's ``Box2BoxTransform``) and the dense box regression loss
+(the loss functions themselves live in ``box_losses``)."""
 import math
 from typing import List, Sequence
 
 import torch
 
 from maskrcnn_multi.config.errors import UserError
+
+from .box_losses import BOX_REG_LOSS_TYPES, box_iou_loss, giou_loss, smooth_l1_loss
 
 __all__ = ["Box2BoxTransform", "smooth_l1_loss", "giou_loss", "dense_box_regression_loss"]
 
@@ -82,42 +85,6 @@ class Box2BoxTransform:
         return torch.stack((x0, y0, x1, y1), dim=-1).reshape(deltas.shape)
 
 
-def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float, reduction: str = "none") -> torch.Tensor:
-    """fvcore's smooth L1: L1 when ``beta < 1e-5``, else ``0.5 x^2 / beta`` below beta and ``|x| - beta/2`` above."""
-    if beta < 1e-5:
-        loss = torch.abs(input - target)
-    else:
-        diff = torch.abs(input - target)
-        loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
-    return _reduce(loss, reduction)
-
-
-def giou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7) -> torch.Tensor:
-    """Generalized IoU loss ``1 - GIoU`` between paired boxes Tensor[R, 4] (x0y0x1y1), as fvcore's."""
-    x0, y0, x1, y1 = boxes1.unbind(dim=-1)
-    x0g, y0g, x1g, y1g = boxes2.unbind(dim=-1)
-
-    inter_w = (torch.min(x1, x1g) - torch.max(x0, x0g)).clamp(min=0)
-    inter_h = (torch.min(y1, y1g) - torch.max(y0, y0g)).clamp(min=0)
-    intersection = inter_w * inter_h
-    union = (x1 - x0) * (y1 - y0) + (x1g - x0g) * (y1g - y0g) - intersection
-    iou = intersection / (union + eps)
-
-    enclosing = (torch.max(x1, x1g) - torch.min(x0, x0g)) * (torch.max(y1, y1g) - torch.min(y0, y0g))
-    giou = iou - (enclosing - union) / (enclosing + eps)
-    return _reduce(1 - giou, reduction)
-
-
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "mean":
-        return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
-    raise ValueError(f"unknown loss reduction '{reduction}' (choose from: none, mean, sum)")
-
-
 def dense_box_regression_loss(
     anchors: List[torch.Tensor],
     box2box_transform: Box2BoxTransform,
@@ -134,7 +101,7 @@ def dense_box_regression_loss(
         pred_anchor_deltas: L tensors, level l is Tensor[N, R_l, 4].
         gt_boxes: N tensors Tensor[R, 4], the matched ground truth of every anchor.
         fg_mask: BoolTensor[N, R] (or ``...`` for all).
-        box_reg_loss_type: "smooth_l1" or "giou".
+        box_reg_loss_type: one of BOX_REG_LOSS_TYPES ("smooth_l1", "giou", "diou", "ciou").
     Returns a 0-d tensor (sum, not normalised).
     """
     anchors = torch.cat(anchors, dim=0) if len(anchors) > 1 else anchors[0]
@@ -148,7 +115,10 @@ def dense_box_regression_loss(
             targets = torch.where(fg_mask, gt_anchor_deltas.to(pred_deltas.dtype), pred_deltas.detach())
             return smooth_l1_loss(pred_deltas, targets, smooth_l1_beta, reduction="sum")
         return smooth_l1_loss(pred_deltas[fg_mask], gt_anchor_deltas[fg_mask], smooth_l1_beta, reduction="sum")
-    if box_reg_loss_type == "giou":
+    if box_reg_loss_type in BOX_REG_LOSS_TYPES:
+        # the IoU losses compare decoded boxes with the ground truth
         pred_boxes = torch.stack([box2box_transform.apply_deltas(deltas, anchors) for deltas in pred_deltas])
-        return giou_loss(pred_boxes[fg_mask], torch.stack(gt_boxes)[fg_mask], reduction="sum")
-    raise ValueError(f"unknown box regression loss type '{box_reg_loss_type}' (choose from: smooth_l1, giou)")
+        loss = box_iou_loss(box_reg_loss_type)
+        return loss(pred_boxes[fg_mask], torch.stack(gt_boxes).to(pred_boxes.dtype)[fg_mask], reduction="sum")
+    raise ValueError(f"unknown box regression loss type '{box_reg_loss_type}' "
+                     f"(choose from: {', '.join(BOX_REG_LOSS_TYPES)})")

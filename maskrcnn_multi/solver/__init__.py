@@ -1,4 +1,5 @@
 """Solver: the optimizer and the learning-rate schedule, built from ``cfg.SOLVER``."""
+from .auto_scale import auto_scale_workers
 from .build import (
     build_gradient_clipper,
     build_lr_scheduler,
@@ -6,9 +7,10 @@ from .build import (
     get_default_optimizer_params,
     is_normalization,
 )
-from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR, warmup_factor_at_iter
+from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR, WarmupStepWithFixedGammaLR, warmup_factor_at_iter
 
 __all__ = [
+    "auto_scale_workers",
     "build_optimizer",
     "build_lr_scheduler",
     "build_gradient_clipper",
@@ -16,5 +18,6 @@ __all__ = [
     "is_normalization",
     "WarmupMultiStepLR",
     "WarmupCosineLR",
+    "WarmupStepWithFixedGammaLR",
     "warmup_factor_at_iter",
 ]

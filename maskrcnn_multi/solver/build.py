@@ -16,7 +16,7 @@ from maskrcnn_multi.backends import backend_class
 from maskrcnn_multi.backends.amp import is_normalization  # one definition: O2 keeps the same layers fp32
 from maskrcnn_multi.config.errors import UserError
 
-from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR
+from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR, WarmupStepWithFixedGammaLR
 
 __all__ = [
     "build_optimizer",
@@ -29,7 +29,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CLIP_TYPES = ("value", "norm", "full_model")
-SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
+SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR")
 OPTIMIZERS = ("SGD", "AdamW")
 
 
@@ -146,13 +146,15 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """The schedule named by SOLVER.LR_SCHEDULER_NAME (WarmupMultiStepLR or WarmupCosineLR)."""
+    """The schedule named by SOLVER.LR_SCHEDULER_NAME (see ``SCHEDULERS``), with its warmup and
+    SOLVER.RESCALE_INTERVAL."""
     solver = cfg.SOLVER
     name = solver.get("LR_SCHEDULER_NAME", "WarmupMultiStepLR")
     warmup = dict(
         warmup_factor=solver.WARMUP_FACTOR,
         warmup_iters=solver.WARMUP_ITERS,
         warmup_method=solver.WARMUP_METHOD,
+        rescale_interval=solver.RESCALE_INTERVAL,
     )
     if name == "WarmupMultiStepLR":
         return WarmupMultiStepLR(optimizer, solver.STEPS, solver.GAMMA, max_iter=solver.MAX_ITER, **warmup)
@@ -160,4 +162,6 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_
         end_lr = float(solver.get("BASE_LR_END", 0.0))
         end_factor = end_lr / solver.BASE_LR if solver.BASE_LR > 0 else 0.0
         return WarmupCosineLR(optimizer, solver.MAX_ITER, end_factor=end_factor, **warmup)
+    if name == "WarmupStepWithFixedGammaLR":
+        return WarmupStepWithFixedGammaLR(optimizer, solver.MAX_ITER, solver.GAMMA, solver.NUM_DECAYS, **warmup)
     raise UserError(f"unknown SOLVER.LR_SCHEDULER_NAME '{name}' (choose from: {', '.join(SCHEDULERS)})")

@@ -27,13 +27,13 @@ from maskrcnn_multi.backends import Backend, get_backend
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import UserError, get_cfg
 from maskrcnn_multi.data import check_dataset_names, register_coco_2017, register_coco_instances
-from maskrcnn_multi.engine.hooks import HookBase
+from maskrcnn_multi.engine.hooks import EvalHook, HookBase
 from maskrcnn_multi.engine.launch import (
     get_local_rank, get_rank, get_world_size, init_distributed, is_main_process, launch,
 )
 from maskrcnn_multi.engine.runtime import apply_device_settings, resolve_input_shape
 from maskrcnn_multi.engine.trainer import DefaultTrainer, perf_only
-from maskrcnn_multi.evaluation import create_small_table, print_csv_format
+from maskrcnn_multi.evaluation import create_small_table, print_csv_format, verify_results
 from maskrcnn_multi.tools._cli import ArgumentParser, prepare_output_dir, run_main
 
 logger = logging.getLogger("maskrcnn_multi.tools.train_net")
@@ -263,6 +263,16 @@ def print_results(results) -> None:
     sys.stdout.flush()
 
 
+def _reported(cfg, results):
+    """Print the results (rank 0); exit status 1 instead of them when TEST.EXPECTED_RESULTS fails."""
+    if not is_main_process():
+        return results
+    print_results(results)
+    if results and not verify_results(cfg, results):
+        return 1
+    return results
+
+
 def run(args: argparse.Namespace):
     """One process's work: evaluate (``--eval-only``) or train then evaluate; returns the results."""
     cfg, backend = setup(args)
@@ -272,18 +282,22 @@ def run(args: argparse.Namespace):
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         save_config(cfg)
         results = DefaultTrainer.test(cfg, model, backend=backend)
-        if is_main_process():
-            print_results(results)
-        return results
+        if cfg.TEST.AUG.ENABLED:
+            results.update(DefaultTrainer.test_with_TTA(cfg, model, backend=backend))
+        return _reported(cfg, results)
     trainer = DefaultTrainer(cfg, backend=backend)
     trainer.resume_or_load(resume=args.resume)
     trainer.register_hooks([SaveConfigAfterFirstStep(cfg)])
+    tta_hook = None
+    if cfg.TEST.AUG.ENABLED and not perf_only():  # after the last iteration, as detectron2's train_net
+        tta_hook = EvalHook(0, lambda: trainer.test_with_TTA(trainer.cfg, trainer.model, backend=backend))
+        trainer.register_hooks([tta_hook])
     if is_main_process() and sys.stdout.isatty():
         trainer.register_hooks([ProgressBar()])
     results = trainer.train()  # a FloatingPointError (diverged) is one line through run_main
-    if is_main_process():
-        print_results(results)
-    return results
+    if tta_hook is not None and tta_hook.last_results:
+        results = {**(results or {}), **tta_hook.last_results}
+    return _reported(trainer.cfg, results)  # the trainer's cfg: SOLVER.REFERENCE_WORLD_SIZE may scale it
 
 
 def main(argv: Optional[Sequence[str]] = None):

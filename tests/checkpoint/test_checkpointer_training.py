@@ -19,7 +19,6 @@ def _engine_test_helpers():
 
 
 _helpers = _engine_test_helpers()
-tiny_shapes = _helpers.tiny_shapes  # fixture: the tiny generated shapes set
 _one_thread_no_eval = _helpers._one_thread_no_eval  # autouse fixture: 1 thread, PERF_ONLY
 
 

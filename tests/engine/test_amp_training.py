@@ -120,7 +120,7 @@ def test_a_short_run_whose_every_step_was_skipped_fails():
 
 
 # The detector itself, through DefaultTrainer (helpers shared with the resume test).
-from test_resume import DefaultTrainer, _one_thread_no_eval, tiny_cfg, tiny_shapes  # noqa: E402,F401
+from test_resume import DefaultTrainer, _one_thread_no_eval, tiny_cfg  # noqa: E402,F401
 
 
 @pytest.mark.slow

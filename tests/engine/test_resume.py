@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.data import MetadataCatalog
-from maskrcnn_multi.data.synthetic import generate_shapes_dataset, register_synthetic
 from maskrcnn_multi.engine.hooks import HookBase
 from maskrcnn_multi.engine.trainer import DefaultTrainer
 
@@ -24,18 +22,6 @@ def _one_thread_no_eval(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_shapes(tmp_path_factory):
-    """shapes_train / shapes_val pointed at a tiny generated set (8 train, 3 val images), and back
-    at their previous root afterwards."""
-    previous_root = os.path.dirname(os.path.dirname(MetadataCatalog.get("shapes_train").json_file))
-    root = str(tmp_path_factory.mktemp("shapes"))
-    generate_shapes_dataset(root, num_train=8, num_val=3, seed=2)
-    register_synthetic(root, num_train=8, num_val=3, seed=2)
-    yield root
-    register_synthetic(previous_root)
 
 
 def tiny_cfg(output_dir, max_iter, checkpoint_period, *extra):

@@ -63,3 +63,36 @@ def make_random_batch(num_images: int = 2, height: int = 128, width: int = 160, 
         batch.append(record)
     return batch
 
+
+
+def make_small_c4_cfg(mask_on: bool = True):
+    """A thin R50-C4 (detectron2's Base-RCNN-C4 layout: backbone to res4, res5 in Res5ROIHeads) with
+    res4 at 256 channels and res5 at 512, 3 classes and few proposals."""
+    cfg = get_cfg()
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.MASK_ON = mask_on
+    cfg.MODEL.PIXEL_STD = [57.375, 57.12, 58.395]
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.RESNETS.DEPTH = 50
+    cfg.MODEL.RESNETS.WIDTH_PER_GROUP = 8
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 32
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16, 32, 64]]
+    cfg.MODEL.RPN.IN_FEATURES = ["res4"]
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 200
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 100
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 64
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 32
+    cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 64
+    cfg.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 14
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
+    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 0
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 32
+    return cfg

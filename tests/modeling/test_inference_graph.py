@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from maskrcnn_multi.modeling import build_model
+from maskrcnn_multi.modeling.backbone import build_backbone
 from maskrcnn_multi.modeling.backbone.resnet_blocks import BottleneckBlock
 from maskrcnn_multi.modeling.backbone.resnet_blocks import DeformBottleneckBlock
 from maskrcnn_multi.modeling.inference_graph import FusedConv2d, build_inference_graph, fold_norm
@@ -230,3 +231,41 @@ def test_deformable_graph_detections_equal_the_models():
     assert len(fused) == len(expected) > 0
     torch.testing.assert_close(fused.scores, expected.scores, rtol=0, atol=1e-3)
     torch.testing.assert_close(fused.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0.05)
+
+
+def test_gn_everywhere_detections_equal_the_models():
+    """RESNETS/FPN/ROI_BOX_HEAD/ROI_MASK_HEAD.NORM GN (detectron2's *_gn configs): nothing folds, the graph
+    still runs the linears fused and gives the model's detections."""
+    cfg = make_small_cfg(mask_on=True)
+    cfg.MODEL.RESNETS.NORM = cfg.MODEL.FPN.NORM = "GN"
+    cfg.MODEL.ROI_BOX_HEAD.NORM = cfg.MODEL.ROI_MASK_HEAD.NORM = "GN"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_CONV, cfg.MODEL.ROI_BOX_HEAD.CONV_DIM, cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2, 32, 1
+    model = build_model(cfg).eval()
+    model.roi_heads.box_predictor.test_score_thresh = 0.0
+    graph = build_inference_graph(model, memory_format=torch.channels_last)
+    assert not any(isinstance(m, FusedConv2d) for m in graph.backbone.modules())
+    assert sum(isinstance(m, nn.GroupNorm) for m in graph.modules()) == sum(
+        isinstance(m, nn.GroupNorm) for m in model.modules())
+    batch = make_random_batch(1, with_targets=False)
+    with torch.no_grad():
+        expected, fused = model(batch)[0]["instances"], graph(batch)[0]["instances"]
+    assert len(fused) == len(expected) > 0
+    torch.testing.assert_close(fused.scores, expected.scores, rtol=0, atol=1e-3)
+    torch.testing.assert_close(fused.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0.05)
+
+
+def test_dilated_res5_keeps_its_dilation_when_folded():
+    """RES5_DILATION 2 (DC5): the folded 3x3 convolutions of res5 keep dilation and padding 2."""
+    cfg = make_small_cfg(mask_on=False)
+    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.WIDTH_PER_GROUP, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 50, 8, 64
+    cfg.MODEL.RESNETS.RES5_DILATION = 2
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.RESNETS.OUT_FEATURES = "build_resnet_backbone", ["res5"]
+    backbone = build_backbone(cfg).eval()
+    graph = build_inference_graph(backbone)
+    fused_conv2 = graph.res5[0].convs[1]
+    assert isinstance(fused_conv2, FusedConv2d) and fused_conv2.dilation == (2, 2) and fused_conv2.padding == (2, 2)
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected, fused = backbone(images), graph(images)
+    assert expected["res5"].shape[-2:] == (4, 6)  # stride 16
+    torch.testing.assert_close(fused["res5"], expected["res5"], rtol=1e-4, atol=1e-4)

@@ -8,9 +8,9 @@ import os
 
 import cv2
 import numpy as np
-import pycocotools.mask as mask_util
 import pytest
 import torch
+from d2_matching import compare, op_path, ours_as_detections, theirs_as_detections  # noqa: F401 (op_path: a fixture)
 
 from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
@@ -19,46 +19,7 @@ from maskrcnn_multi.modeling import build_model
 
 pytestmark = pytest.mark.slow
 
-SCORE_FLOOR, BOX_IOU, SCORE_TOL, MASK_IOU = 0.1, 0.99, 0.01, 0.97
-
-
-def _native_kernels_available() -> bool:
-    try:
-        from maskrcnn_multi.backends import native
-    except ImportError:
-        return False
-    return all(native.has_kernel(op, "cpu") for op in ("nms", "roi_align"))
-
-
-@pytest.fixture(params=["native", "reference"])
-def op_path(request, monkeypatch):
-    """Run the test with the compiled CPU kernels, or with every op forced onto its PyTorch reference."""
-    if request.param == "native":
-        if not _native_kernels_available():
-            pytest.skip("native CPU kernels not built (maskrcnn_multi._C missing): python setup.py build_ext --inplace")
-        return "native"
-    from maskrcnn_multi import ops
-    force_reference = getattr(ops, "force_reference", None)
-    if force_reference is not None:
-        context = force_reference()
-        context.__enter__()
-        request.addfinalizer(lambda: context.__exit__(None, None, None))
-    else:
-        _patch_has_kernel(monkeypatch)
-    return "reference"
-
-
-def _patch_has_kernel(monkeypatch) -> None:
-    """Make every ``has_kernel`` the ops can see answer False (module attribute and imported names)."""
-    import sys
-
-    def no_kernel(*args, **kwargs):
-        return False
-
-    for name, module in list(sys.modules.items()):
-        if (name == "maskrcnn_multi.backends.native" or name.startswith("maskrcnn_multi.ops")) and \
-                hasattr(module, "has_kernel"):
-            monkeypatch.setattr(module, "has_kernel", no_kernel)
+SCORE_FLOOR = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -74,54 +35,8 @@ def _cfg(d2_dir):
     return cfg
 
 
-def _ours_as_lists(instances):
-    masks = instances.pred_masks.numpy().astype(bool)
-    return (instances.pred_boxes.tensor.numpy(), instances.scores.numpy(), instances.pred_classes.numpy(), masks)
-
-
-def _theirs_as_lists(record):
-    height, width = record["image_size"]
-    masks = np.stack([mask_util.decode({"size": [height, width], "counts": rle["counts"].encode("ascii")
-                                        if isinstance(rle["counts"], str) else rle["counts"]}).astype(bool)
-                      for rle in record["masks_rle"]]) if record["masks_rle"] else np.zeros((0, height, width), bool)
-    return (np.asarray(record["boxes"], dtype=np.float64).reshape(-1, 4), np.asarray(record["scores"]),
-            np.asarray(record["classes"]), masks)
-
-
-def _box_iou(box, boxes):
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
-
-
-def _unmatched(source, target, label):
-    """Descriptions of detections in ``source`` (score >= floor) with no twin in ``target``."""
-    problems = []
-    boxes, scores, classes, masks = source
-    t_boxes, t_scores, t_classes, t_masks = target
-    for i in np.nonzero(scores >= SCORE_FLOOR)[0]:
-        candidates = np.nonzero((t_classes == classes[i]) & (np.abs(t_scores - scores[i]) <= SCORE_TOL))[0]
-        ious = _box_iou(boxes[i], t_boxes[candidates]) if len(candidates) else np.zeros(0)
-        if len(ious) == 0 or ious.max() < BOX_IOU:
-            problems.append(f"{label} #{i} class {classes[i]} score {scores[i]:.4f} box {boxes[i].round(2).tolist()}: "
-                            f"no twin (best box IoU {ious.max() if len(ious) else 0:.4f})")
-            continue
-        twin = candidates[int(ious.argmax())]
-        union = np.logical_or(masks[i], t_masks[twin]).sum()
-        mask_iou = np.logical_and(masks[i], t_masks[twin]).sum() / union if union else 1.0
-        if mask_iou < MASK_IOU:
-            problems.append(f"{label} #{i} class {classes[i]} score {scores[i]:.4f}: mask IoU {mask_iou:.4f}")
-    return problems
-
-
-def _compare(ours, theirs, name):
-    problems = _unmatched(theirs, ours, f"{name} detectron2") + _unmatched(ours, theirs, f"{name} ours")
-    return problems
+def _compare(ours_instances, record, name):
+    return compare(ours_as_detections(ours_instances), theirs_as_detections(record), name, SCORE_FLOOR)
 
 
 @pytest.mark.parametrize("runner", ["model", "inference-graph"])
@@ -143,7 +58,7 @@ def test_model_matches_detectron2(op_path, d2_dir, runner):
         with torch.no_grad():
             instances = model([{"image": image, "height": height, "width": width}])[0]["instances"]
         assert instances.image_size == (height, width)
-        problems += _compare(_ours_as_lists(instances), _theirs_as_lists(expected[name]), name)
+        problems += _compare(instances, expected[name], name)
         compared += int((np.asarray(expected[name]["scores"]) >= SCORE_FLOOR).sum())
     assert compared > 0
     assert not problems, f"{op_path} path, {runner}: {len(problems)} mismatches:\n" + "\n".join(problems[:20])
@@ -158,5 +73,5 @@ def test_predictor_matches_detectron2(op_path, d2_dir):
     for path in paths:
         name = os.path.basename(path)
         instances = predictor(cv2.imread(path, cv2.IMREAD_COLOR))["instances"]
-        problems += _compare(_ours_as_lists(instances), _theirs_as_lists(expected[name]), name)
+        problems += _compare(instances, expected[name], name)
     assert not problems, f"{op_path} path: {len(problems)} mismatches:\n" + "\n".join(problems[:20])

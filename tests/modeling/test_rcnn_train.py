@@ -69,7 +69,7 @@ def test_image_without_ground_truth_still_trains():
 
 @pytest.mark.parametrize("key,value,message", [
     ("META_ARCHITECTURE", "Nope", "MODEL.META_ARCHITECTURE 'Nope'"),
-    ("ROI_HEADS.NAME", "Res5ROIHeads", "MODEL.ROI_HEADS.NAME 'Res5ROIHeads'"),
+    ("ROI_HEADS.NAME", "NoSuchROIHeads", "MODEL.ROI_HEADS.NAME 'NoSuchROIHeads'"),
     ("PROPOSAL_GENERATOR.NAME", "RRPN", "MODEL.PROPOSAL_GENERATOR.NAME 'RRPN'"),
 ])
 def test_unknown_component_name_is_a_one_line_error(key, value, message):
@@ -97,3 +97,25 @@ def test_static_shape_inputs_keep_their_unpadded_size():
     boxes = instances.pred_boxes.tensor
     assert (boxes[:, 0::2] <= 256).all() and (boxes[:, 1::2] <= 192).all()
     assert instances.pred_masks.shape[1:] == (192, 256)
+
+
+def test_class_agnostic_box_and_mask_train_and_predict():
+    """ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG and ROI_MASK_HEAD.CLS_AGNOSTIC_MASK: one box and one mask per RoI."""
+    cfg = make_small_cfg(mask_on=True)
+    cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = True
+    cfg.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = True
+    model = build_model(cfg)
+    assert model.roi_heads.box_predictor.bbox_pred.out_features == 4
+    assert model.roi_heads.mask_head.predictor.out_channels == 1
+    losses = model.train()(make_random_batch(seed=2))
+    assert set(losses) == MASK_LOSSES and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    model.roi_heads.box_predictor.test_score_thresh = 0.0
+    with torch.no_grad():
+        instances = model(make_random_batch(num_images=1, with_targets=False))[0]["instances"]
+    assert len(instances) > 0 and instances.pred_masks.shape == (len(instances), 128, 160)
+    # every class of one RoI shares its box: detections of one RoI with different classes coincide
+    boxes, classes = instances.pred_boxes.tensor, instances.pred_classes
+    same_box = (boxes[:, None] == boxes[None]).all(dim=-1) & (classes[:, None] != classes[None])
+    assert len(instances) > cfg.MODEL.ROI_HEADS.NUM_CLASSES and same_box.any()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskrcnn_multi.config import get_cfg
-from maskrcnn_multi.solver import WarmupCosineLR, WarmupMultiStepLR, build_lr_scheduler
+from maskrcnn_multi.solver import WarmupCosineLR, WarmupMultiStepLR, WarmupStepWithFixedGammaLR, build_lr_scheduler
 
 
 def _optimizer(lr=0.1):
@@ -76,3 +76,34 @@ def test_build_from_config_and_errors_name_the_key():
     cfg.SOLVER.WARMUP_METHOD = "exp"
     with pytest.raises(ValueError, match="SOLVER.WARMUP_METHOD 'exp'"):
         build_lr_scheduler(cfg, _optimizer())
+
+
+def test_step_with_fixed_gamma_decays_at_equal_parts_of_the_run():
+    optimizer = _optimizer(lr=1.0)
+    scheduler = WarmupStepWithFixedGammaLR(optimizer, max_iter=100, gamma=0.1, num_decays=3, warmup_iters=0)
+    lrs = _lrs(scheduler, optimizer, 101)
+    assert lrs[:25] == pytest.approx([1.0] * 25) and lrs[25:50] == pytest.approx([0.1] * 25)
+    assert lrs[50:75] == pytest.approx([0.01] * 25) and lrs[75:] == pytest.approx([0.001] * 26)
+
+
+def test_warmup_ends_at_the_schedules_value_as_detectron2s_warmup_param_scheduler():
+    """Linear from warmup_factor * decay(0) to decay(warmup_iters): for the cosine that is below 1."""
+    optimizer = _optimizer(lr=1.0)
+    scheduler = WarmupCosineLR(optimizer, max_iter=100, warmup_factor=0.001, warmup_iters=20)
+    lrs = _lrs(scheduler, optimizer, 21)
+    end = 0.5 * (1 + math.cos(math.pi * 0.2))
+    assert lrs[10] == pytest.approx(0.001 + (end - 0.001) * 0.5)
+    assert lrs[20] == pytest.approx(end)
+
+
+def test_rescale_interval_runs_the_decay_over_the_iterations_after_warmup():
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.LR_SCHEDULER_NAME", "WarmupStepWithFixedGammaLR", "SOLVER.MAX_ITER", "100",
+                         "SOLVER.WARMUP_ITERS", "20", "SOLVER.NUM_DECAYS", "3", "SOLVER.BASE_LR", "1.0"])
+    fixed = _lrs(build_lr_scheduler(cfg, optimizer := _optimizer(lr=1.0)), optimizer, 100)
+    cfg.SOLVER.RESCALE_INTERVAL = True
+    rescaled = _lrs(build_lr_scheduler(cfg, optimizer := _optimizer(lr=1.0)), optimizer, 100)
+    assert fixed[30] == pytest.approx(0.1)  # 30 / 100 of the run: the second of four parts
+    assert rescaled[30] == pytest.approx(1.0)  # (30 - 20) / 80: still the first part
+    assert rescaled[40] == pytest.approx(0.1) and rescaled[99] == pytest.approx(0.001)
+    assert rescaled[19] == pytest.approx(0.001 + (1.0 - 0.001) * 19 / 20)  # warmup ends at decay(0)

@@ -11,6 +11,7 @@ from .resnet import build_resnet_backbone
 
 # name -> builder(cfg, input_shape) -> Backbone
 BACKBONE_BUILDERS = Registry("MODEL.BACKBONE.NAME", build_resnet_backbone, build_resnet_fpn_backbone)
+BACKBONE_REGISTRY = BACKBONE_BUILDERS  # detectron2's name for the table
 
 
 def build_backbone(cfg: Any, input_shape: Optional[ShapeSpec] = None) -> Backbone:

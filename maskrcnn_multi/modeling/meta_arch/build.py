@@ -7,11 +7,12 @@ from torch import nn
 from ..registry import Registry
 from .rcnn import GeneralizedRCNN, ProposalNetwork
 
-__all__ = ["META_ARCHITECTURES", "build_model"]
+__all__ = ["META_ARCHITECTURES", "META_ARCH_REGISTRY", "build_model"]
 
 logger = logging.getLogger(__name__)
 
 META_ARCHITECTURES = Registry("MODEL.META_ARCHITECTURE", GeneralizedRCNN, ProposalNetwork)
+META_ARCH_REGISTRY = META_ARCHITECTURES  # detectron2's name for the table
 
 
 def build_model(cfg) -> nn.Module:

@@ -8,6 +8,7 @@ from torch.nn import functional as F
 from maskrcnn_multi.config.configurable import configurable
 from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.anchor_generator import build_anchor_generator
+from maskrcnn_multi.modeling.box_losses import check_box_reg_loss_type
 from maskrcnn_multi.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec
@@ -17,7 +18,7 @@ from maskrcnn_multi.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from .proposal_utils import find_top_rpn_proposals
 
-__all__ = ["StandardRPNHead", "RPN", "RPN_HEADS", "build_rpn_head"]
+__all__ = ["StandardRPNHead", "RPN", "RPN_HEADS", "RPN_HEAD_REGISTRY", "build_rpn_head"]
 
 
 class StandardRPNHead(nn.Module):
@@ -86,6 +87,7 @@ class StandardRPNHead(nn.Module):
 
 
 RPN_HEADS = Registry("MODEL.RPN.HEAD_NAME", StandardRPNHead)
+RPN_HEAD_REGISTRY = RPN_HEADS  # detectron2's name for the table
 
 
 def build_rpn_head(cfg, input_shape: List[ShapeSpec]) -> nn.Module:
@@ -135,9 +137,7 @@ class RPN(nn.Module):
         self.anchor_boundary_thresh = anchor_boundary_thresh
         self.loss_weight = {"loss_rpn_cls": 1.0, "loss_rpn_loc": 1.0}
         self.loss_weight.update(loss_weight or {})
-        if box_reg_loss_type not in ("smooth_l1", "giou"):
-            raise UserError(f"unknown MODEL.RPN.BBOX_REG_LOSS_TYPE '{box_reg_loss_type}' (choose from: smooth_l1, giou)")
-        self.box_reg_loss_type = box_reg_loss_type
+        self.box_reg_loss_type = check_box_reg_loss_type(box_reg_loss_type, "MODEL.RPN.BBOX_REG_LOSS_TYPE")
         self.smooth_l1_beta = smooth_l1_beta
 
     @classmethod

@@ -10,7 +10,7 @@ from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, c2_xavier_fill, get_norm
 
-__all__ = ["FastRCNNConvFCHead", "BOX_HEADS", "build_box_head"]
+__all__ = ["FastRCNNConvFCHead", "BOX_HEADS", "ROI_BOX_HEAD_REGISTRY", "build_box_head"]
 
 
 class FastRCNNConvFCHead(nn.Sequential):
@@ -76,6 +76,7 @@ class FastRCNNConvFCHead(nn.Sequential):
 
 
 BOX_HEADS = Registry("MODEL.ROI_BOX_HEAD.NAME", FastRCNNConvFCHead)
+ROI_BOX_HEAD_REGISTRY = BOX_HEADS  # detectron2's name for the table
 
 
 def build_box_head(cfg, input_shape: ShapeSpec) -> nn.Module:

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskrcnn_multi.config.configurable import configurable
-from maskrcnn_multi.config.errors import UserError
+from maskrcnn_multi.modeling.box_losses import check_box_reg_loss_type
 from maskrcnn_multi.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from maskrcnn_multi.modeling.layers import ShapeSpec
 from maskrcnn_multi.ops import batched_nms
@@ -90,7 +90,7 @@ class FastRCNNOutputLayers(nn.Module):
         num_classes: K.
         test_score_thresh, test_nms_thresh, test_topk_per_image: inference parameters.
         cls_agnostic_bbox_reg: one set of deltas for all classes.
-        smooth_l1_beta, box_reg_loss_type: box loss ("smooth_l1" or "giou").
+        smooth_l1_beta, box_reg_loss_type: box loss ("smooth_l1", "giou", "diou" or "ciou").
         loss_weight: a float for every loss, or a dict {"loss_cls": w, "loss_box_reg": w}.
     """
 
@@ -132,10 +132,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.test_score_thresh = test_score_thresh
         self.test_nms_thresh = test_nms_thresh
         self.test_topk_per_image = test_topk_per_image
-        if box_reg_loss_type not in ("smooth_l1", "giou"):
-            raise UserError(f"unknown MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE '{box_reg_loss_type}' "
-                             f"(choose from: smooth_l1, giou)")
-        self.box_reg_loss_type = box_reg_loss_type
+        self.box_reg_loss_type = check_box_reg_loss_type(box_reg_loss_type, "MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
         if isinstance(loss_weight, float):
             loss_weight = {"loss_cls": loss_weight, "loss_box_reg": loss_weight}
         self.loss_weight = dict(loss_weight)

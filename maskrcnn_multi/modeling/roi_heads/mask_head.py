@@ -10,7 +10,8 @@ from maskrcnn_multi.modeling.registry import Registry
 from maskrcnn_multi.modeling.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm
 from maskrcnn_multi.structures import Instances
 
-__all__ = ["MaskRCNNConvUpsampleHead", "mask_rcnn_loss", "mask_rcnn_inference", "MASK_HEADS", "build_mask_head"]
+__all__ = ["MaskRCNNConvUpsampleHead", "mask_rcnn_loss", "mask_rcnn_inference", "MASK_HEADS", "ROI_MASK_HEAD_REGISTRY",
+           "build_mask_head"]
 
 
 def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
@@ -74,6 +75,9 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         loss_weight: multiplier of ``loss_mask``.
     """
 
+    # the mask logits: half-precision inference keeps this 1x1 conv in float32 (modeling.inference_graph)
+    float32_layers = ("predictor",)
+
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int], conv_norm: str = "",
                  loss_weight: float = 1.0):
@@ -124,6 +128,7 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
 
 
 MASK_HEADS = Registry("MODEL.ROI_MASK_HEAD.NAME", MaskRCNNConvUpsampleHead)
+ROI_MASK_HEAD_REGISTRY = MASK_HEADS  # detectron2's name for the table
 
 
 def build_mask_head(cfg, input_shape: ShapeSpec) -> nn.Module:
