@@ -3,7 +3,7 @@
 // TORCH_LIBRARY_IMPL blocks below bind them to the schemas. The schemas are the contract of
 // docs/ARCHITECTURE.md, shared by every device: CPU kernels always, CUDA ones when built with WITH_CUDA,
 // and the NPU backend registers PrivateUse1 kernels on the same schemas from Python
-// (maskrcnn_multi/backends/npu_kernels.py). Autograd for roi_align is registered from Python
+// (maskrcnn_multi/backends/npu_kernels.py). Autograd for roi_align and deform_conv2d is registered from Python
 // (maskrcnn_multi/backends/native.py) so that it follows whichever device's kernels run.
 #include <Python.h>
 
@@ -33,6 +33,19 @@ TORCH_LIBRARY(maskrcnn_multi, m) {
   // detectron2's paste_masks_in_image: (N, height, width) bool masks (value >= threshold), or uint8
   // value * 255 when threshold < 0; 0 outside each mask's pasting region.
   m.def("paste_masks_in_image(Tensor masks, Tensor boxes, int height, int width, float threshold) -> Tensor");
+  // torchvision's deform_conv2d: input (N, C, H, W), weight (C_out, C / groups, kh, kw), offset (N, 2 *
+  // offset_groups * kh * kw, oh, ow) as (y, x) pairs per tap, mask (N, offset_groups * kh * kw, oh, ow)
+  // for the modulated form, all of input's floating dtype (half types accumulate in float). Returns
+  // (N, C_out, oh, ow) of input's dtype, contiguous.
+  m.def(
+      "deform_conv2d(Tensor input, Tensor weight, Tensor offset, Tensor? mask, Tensor? bias, int stride_h, "
+      "int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, int groups, int offset_groups) -> Tensor");
+  // Gradients of deform_conv2d w.r.t. (input, weight, offset, mask, bias); an absent mask or bias gets an
+  // empty (0,) tensor.
+  m.def(
+      "deform_conv2d_backward(Tensor grad, Tensor input, Tensor weight, Tensor offset, Tensor? mask, "
+      "Tensor? bias, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+      "int groups, int offset_groups) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
@@ -42,6 +55,8 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CPU, m) {
   m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cpu::roi_align_backward));
   m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cpu::paste_masks));
   m.impl("paste_masks_in_image", TORCH_FN(maskrcnn_multi::cpu::paste_masks_in_image));
+  m.impl("deform_conv2d", TORCH_FN(maskrcnn_multi::cpu::deform_conv2d));
+  m.impl("deform_conv2d_backward", TORCH_FN(maskrcnn_multi::cpu::deform_conv2d_backward));
 }
 
 #ifdef WITH_CUDA
@@ -52,6 +67,8 @@ TORCH_LIBRARY_IMPL(maskrcnn_multi, CUDA, m) {
   m.impl("roi_align_backward", TORCH_FN(maskrcnn_multi::cuda::roi_align_backward));
   m.impl("paste_masks", TORCH_FN(maskrcnn_multi::cuda::paste_masks));
   m.impl("paste_masks_in_image", TORCH_FN(maskrcnn_multi::cuda::paste_masks_in_image));
+  m.impl("deform_conv2d", TORCH_FN(maskrcnn_multi::cuda::deform_conv2d));
+  m.impl("deform_conv2d_backward", TORCH_FN(maskrcnn_multi::cuda::deform_conv2d_backward));
 }
 #endif
 

@@ -6,6 +6,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+#include <tuple>
+
 namespace maskrcnn_multi {
 
 namespace cpu {
@@ -19,6 +22,15 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
 at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width);
 at::Tensor paste_masks_in_image(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width,
                                 double threshold);
+at::Tensor deform_conv2d(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+                         const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& bias,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                         int64_t dilation_w, int64_t groups, int64_t offset_groups);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& bias, int64_t stride_h,
+    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w, int64_t groups,
+    int64_t offset_groups);
 }  // namespace cpu
 
 #ifdef WITH_CUDA
@@ -33,6 +45,15 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
 at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width);
 at::Tensor paste_masks_in_image(const at::Tensor& masks, const at::Tensor& boxes, int64_t height, int64_t width,
                                 double threshold);
+at::Tensor deform_conv2d(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+                         const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& bias,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                         int64_t dilation_w, int64_t groups, int64_t offset_groups);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& bias, int64_t stride_h,
+    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w, int64_t groups,
+    int64_t offset_groups);
 }  // namespace cuda
 #endif
 

@@ -6,6 +6,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "common/deform_conv_geometry.h"
+
 namespace maskrcnn_multi {
 namespace common {
 
@@ -81,6 +83,70 @@ inline void check_paste_masks_args(const char* op, const at::Tensor& masks, cons
               ": boxes must be (N, 4) with N = ", masks.size(0), ", got ", boxes.sizes());
   check_same_dtype(op, "masks", masks, "boxes", boxes);
   TORCH_CHECK(height >= 0 && width >= 0, op, ": image size must be non-negative, got (", height, ", ", width, ")");
+}
+
+// deform_conv2d's (and its backward's) tensors against each other; returns the geometry the kernels
+// walk. mask and bias may be undefined (no modulation, no bias).
+inline DeformConvShape check_deform_conv_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                                              const at::Tensor& offset, const at::Tensor& mask,
+                                              const at::Tensor& bias, int64_t stride_h, int64_t stride_w,
+                                              int64_t pad_h, int64_t pad_w, int64_t dilation_h,
+                                              int64_t dilation_w, int64_t groups, int64_t offset_groups) {
+  TORCH_CHECK(input.dim() == 4, op, ": input must be (N, C, H, W), got ", input.sizes());
+  TORCH_CHECK(input.is_floating_point(), op, ": input must be floating point, got ", input.scalar_type());
+  TORCH_CHECK(weight.dim() == 4, op, ": weight must be (C_out, C / groups, kh, kw), got ", weight.sizes());
+  TORCH_CHECK(offset.dim() == 4, op, ": offset must be (N, 2 * offset_groups * kh * kw, oh, ow), got ",
+              offset.sizes());
+  TORCH_CHECK(stride_h > 0 && stride_w > 0, op, ": stride must be positive, got (", stride_h, ", ", stride_w, ")");
+  TORCH_CHECK(pad_h >= 0 && pad_w >= 0, op, ": padding must be non-negative, got (", pad_h, ", ", pad_w, ")");
+  TORCH_CHECK(dilation_h > 0 && dilation_w > 0, op, ": dilation must be positive, got (", dilation_h, ", ",
+              dilation_w, ")");
+  TORCH_CHECK(groups > 0 && offset_groups > 0, op, ": groups (", groups, ") and offset_groups (", offset_groups,
+              ") must be positive");
+  DeformConvShape shape;
+  shape.channels = input.size(1);
+  shape.height = input.size(2);
+  shape.width = input.size(3);
+  shape.out_channels = weight.size(0);
+  shape.kernel_height = weight.size(2);
+  shape.kernel_width = weight.size(3);
+  shape.stride_h = stride_h;
+  shape.stride_w = stride_w;
+  shape.pad_h = pad_h;
+  shape.pad_w = pad_w;
+  shape.dilation_h = dilation_h;
+  shape.dilation_w = dilation_w;
+  shape.groups = groups;
+  shape.offset_groups = offset_groups;
+  shape.out_height = (shape.height + 2 * pad_h - (dilation_h * (shape.kernel_height - 1) + 1)) / stride_h + 1;
+  shape.out_width = (shape.width + 2 * pad_w - (dilation_w * (shape.kernel_width - 1) + 1)) / stride_w + 1;
+  TORCH_CHECK(shape.out_height > 0 && shape.out_width > 0, op, ": the output would be empty (",
+              shape.out_height, ", ", shape.out_width, ") for input ", input.sizes(), " and weight ", weight.sizes());
+  TORCH_CHECK(shape.channels % groups == 0 && shape.out_channels % groups == 0 &&
+                  weight.size(1) * groups == shape.channels,
+              op, ": weight ", weight.sizes(), " does not fit input channels ", shape.channels, " in ", groups,
+              " groups");
+  TORCH_CHECK(shape.channels % offset_groups == 0, op, ": input channels ", shape.channels,
+              " are not divisible by offset_groups ", offset_groups);
+  TORCH_CHECK(offset.size(0) == input.size(0) && offset.size(1) == 2 * offset_groups * shape.taps() &&
+                  offset.size(2) == shape.out_height && offset.size(3) == shape.out_width,
+              op, ": offset must be (", input.size(0), ", ", 2 * offset_groups * shape.taps(), ", ", shape.out_height,
+              ", ", shape.out_width, "), got ", offset.sizes());
+  check_same_dtype(op, "input", input, "offset", offset);
+  check_same_dtype(op, "input", input, "weight", weight);
+  if (mask.defined()) {
+    TORCH_CHECK(mask.dim() == 4 && mask.size(0) == input.size(0) && mask.size(1) == offset_groups * shape.taps() &&
+                    mask.size(2) == shape.out_height && mask.size(3) == shape.out_width,
+                op, ": mask must be (", input.size(0), ", ", offset_groups * shape.taps(), ", ", shape.out_height,
+                ", ", shape.out_width, "), got ", mask.sizes());
+    check_same_dtype(op, "input", input, "mask", mask);
+  }
+  if (bias.defined()) {
+    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == shape.out_channels, op, ": bias must be (", shape.out_channels,
+                ",), got ", bias.sizes());
+    check_same_dtype(op, "input", input, "bias", bias);
+  }
+  return shape;
 }
 
 }  // namespace common

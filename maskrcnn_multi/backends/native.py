@@ -37,6 +37,8 @@ def extension() -> Optional[ModuleType]:
             "Build it with `pip install --no-build-isolation -e .`.", error)
         return None
     _register_roi_align_autograd()
+    _register_deform_conv2d_autograd()
+    _register_deform_conv2d_fake()
     return module
 
 
@@ -99,6 +101,49 @@ def _register_roi_align_autograd() -> None:
     which dispatches on the gradient's device like any other op."""
     torch.library.register_autograd(
         f"{NAMESPACE}::roi_align", _roi_align_backward, setup_context=_roi_align_setup_context)
+
+
+def _deform_conv2d_setup_context(ctx, inputs, output) -> None:
+    input, weight, offset, mask, bias = inputs[:5]
+    ctx.save_for_backward(input, weight, offset, mask, bias)
+    ctx.settings = tuple(inputs[5:])
+
+
+def _deform_conv2d_backward(ctx, grad_output):
+    input, weight, offset, mask, bias = ctx.saved_tensors
+    grad_input, grad_weight, grad_offset, grad_mask, grad_bias = torch.ops.maskrcnn_multi.deform_conv2d_backward(
+        grad_output, input, weight, offset, mask, bias, *ctx.settings)
+    # An absent mask or bias has no gradient (the kernel returns an empty tensor for it).
+    return ((grad_input, grad_weight, grad_offset, grad_mask if mask is not None else None,
+             grad_bias if bias is not None else None) + (None,) * len(ctx.settings))
+
+
+def _register_deform_conv2d_autograd() -> None:
+    """deform_conv2d's gradients w.r.t. input, weight, offset, mask and bias through the
+    deform_conv2d_backward op (a first derivative only), on whichever device its kernels run."""
+    torch.library.register_autograd(
+        f"{NAMESPACE}::deform_conv2d", _deform_conv2d_backward, setup_context=_deform_conv2d_setup_context)
+
+
+def _deform_conv2d_fake(input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                        groups, offset_groups):
+    """The output's shape and dtype without computing it (what torch.compile traces with)."""
+    out_height = (input.shape[2] + 2 * pad_h - dilation_h * (weight.shape[2] - 1) - 1) // stride_h + 1
+    out_width = (input.shape[3] + 2 * pad_w - dilation_w * (weight.shape[3] - 1) - 1) // stride_w + 1
+    return input.new_empty((input.shape[0], weight.shape[0], out_height, out_width))
+
+
+def _deform_conv2d_backward_fake(grad, input, weight, offset, mask, bias, *settings):
+    empty = input.new_empty((0,))
+    return (torch.empty_like(input), torch.empty_like(weight), torch.empty_like(offset),
+            torch.empty_like(mask) if mask is not None else empty,
+            torch.empty_like(bias) if bias is not None else empty)
+
+
+def _register_deform_conv2d_fake() -> None:
+    """Shape functions, so a backbone with deformable blocks can be compiled (TEST.COMPILE)."""
+    torch.library.register_fake(f"{NAMESPACE}::deform_conv2d", _deform_conv2d_fake)
+    torch.library.register_fake(f"{NAMESPACE}::deform_conv2d_backward", _deform_conv2d_backward_fake)
 
 
 extension()

@@ -4,6 +4,9 @@
 tensor it does not change, in which:
 - each convolution followed by a FrozenBatchNorm2d (or an eval-mode BatchNorm2d) becomes one
   convolution with the norm folded into its weight and bias (exact up to rounding);
+- a deformable convolution (DeformBottleneckBlock's conv2) keeps its own op, `ops.deform_conv2d`,
+  which is linear in its weight: its norm folds into weight and bias the same way, and its block's
+  plain convolutions fuse around it;
 - every convolution runs through `ops.conv2d`, which lets the device fuse the bias, the residual sum
   of a ResNet block (and FPN's top-down sum) and the ReLU into the convolution (oneDNN's post-ops on
   the CPU); linear layers likewise through `ops.linear`, with the box head's Flatten and ReLUs folded
@@ -27,7 +30,8 @@ from torch import nn
 
 from maskrcnn_multi import ops
 
-from .backbone.resnet_blocks import BasicBlock, BasicStem, BottleneckBlock
+from .backbone.resnet_blocks import BasicBlock, BasicStem, BottleneckBlock, DeformBottleneckBlock
+from .deform_conv import DeformConv, ModulatedDeformConv
 from .layers import Conv2d, FrozenBatchNorm2d
 
 __all__ = ["FusedConv2d", "FusedLinear", "build_inference_graph", "fold_norm"]
@@ -213,12 +217,78 @@ class _FusedResidualBlock(nn.Module):
         return self.convs[-1](out, residual=shortcut)
 
 
+class _FusedDeformConv(nn.Module):
+    """DeformConv / ModulatedDeformConv with its norm folded into weight and bias, then ReLU:
+    ``forward(x, offset, mask=None)``; weight and bias follow x's dtype (as autocast would)."""
+
+    def __init__(self, conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.groups, self.deformable_groups = conv.groups, conv.deformable_groups
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = ops.deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask,
+                                groups=self.groups, offset_groups=self.deformable_groups)
+        return F.relu_(out)
+
+
+def _fuse_deform_conv(conv: nn.Module) -> Optional[_FusedDeformConv]:
+    """The folded form of a deformable conv followed by a foldable norm (or none), or None."""
+    if type(conv) not in (DeformConv, ModulatedDeformConv) or conv.activation is not None:
+        return None
+    if conv.norm is not None and not _foldable(conv.norm):
+        return None
+    weight = conv.weight.detach()
+    bias = None if conv.bias is None else conv.bias.detach()
+    if conv.norm is not None:
+        weight, bias = fold_norm(weight, bias, conv.norm)
+    if bias is None:
+        bias = weight.new_zeros(weight.shape[0])
+    return _FusedDeformConv(conv, weight, bias)
+
+
+class _FusedDeformBlock(nn.Module):
+    """DeformBottleneckBlock as fused parts: conv1 (+ReLU), conv2_offset, the folded deformable conv2
+    (+ReLU), conv3 with the shortcut added and the ReLU."""
+
+    def __init__(self, block: DeformBottleneckBlock, conv1: FusedConv2d, conv2_offset: FusedConv2d,
+                 conv2: _FusedDeformConv, conv3: FusedConv2d, shortcut: Optional[FusedConv2d]):
+        super().__init__()
+        self.conv1, self.conv2_offset, self.conv2, self.conv3, self.shortcut = conv1, conv2_offset, conv2, conv3, shortcut
+        self.deform_modulated = block.deform_modulated
+        self.in_channels, self.out_channels, self.stride = block.in_channels, block.out_channels, block.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        offsets = self.conv2_offset(out)
+        if self.deform_modulated:
+            offset_channels = offsets.shape[1] * 2 // 3
+            out = self.conv2(out, offsets[:, :offset_channels], offsets[:, offset_channels:].sigmoid())
+        else:
+            out = self.conv2(out, offsets)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        return self.conv3(out, residual=shortcut)
+
+
+def _fuse_deform_block(block: DeformBottleneckBlock) -> Optional[nn.Module]:
+    parts = (_fuse_conv(block.conv1, "relu"), _fuse_conv(block.conv2_offset), _fuse_deform_conv(block.conv2),
+             _fuse_conv(block.conv3, "relu"))
+    shortcut = None if block.shortcut is None else _fuse_conv(block.shortcut)
+    if any(part is None for part in parts) or (block.shortcut is not None and shortcut is None):
+        return None
+    return _FusedDeformBlock(block, *parts, shortcut)
+
+
 def _fuse_block(block: nn.Module) -> Optional[nn.Module]:
     """The fused form of one of our ResNet blocks (exact types only: a user's subclass may change
     forward), or None when any of its convolutions cannot be fused."""
     if type(block) is BasicStem:
         conv1 = _fuse_conv(block.conv1, "relu")
         return None if conv1 is None else _FusedStem(block, conv1)
+    if type(block) is DeformBottleneckBlock:
+        return _fuse_deform_block(block)
     if type(block) not in (BasicBlock, BottleneckBlock):
         return None
     names = ("conv1", "conv2") if type(block) is BasicBlock else ("conv1", "conv2", "conv3")
@@ -298,7 +368,9 @@ def _store_weights(graph: nn.Module, dtype: Optional[torch.dtype], memory_format
         if id(module) in float32_modules:
             _widen(module)  # an O2 model's half weights
             continue
-        if isinstance(module, FusedConv2d):
+        if isinstance(module, _FusedDeformConv) and dtype is not None:
+            module.weight, module.bias = module.weight.to(dtype), module.bias.to(dtype)
+        elif isinstance(module, FusedConv2d):
             module.weight = module.weight.to(dtype=dtype or module.weight.dtype, memory_format=memory_format)
             if module.bias is not None and dtype is not None:
                 module.bias = module.bias.to(dtype)

@@ -14,6 +14,9 @@ wrapper makes, the kernel), i.e. what the model pays; "reference" times the pure
   in fp32. "fwd" pools; "fwd+bwd" also back-propagates a gradient of ones to the features.
 - paste: 100 masks of 28x28 pasted into the 800x1216 image and thresholded at 0.5 (bool masks, as
   detector_postprocess makes them).
+- deform_conv: an R50 res4 DeformBottleneckBlock's conv2 on the stride-16 map (256 -> 256 channels,
+  3x3, 50x76), fp32, offsets of about a pixel; DCN v1 and v2 (modulated), forward and forward+backward
+  (gradients of ones to input, offset, mask and weight).
 The table gives the median wall time of `--repeat` runs after one warm-up run.
 """
 import argparse
@@ -33,7 +36,9 @@ from maskrcnn_multi.tools._cli import run_main
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
 FPN_STRIDES = (4, 8, 16, 32)
 FPN_CHANNELS = 256
-NATIVE_OPS = ("nms", "roi_align", "roi_align_backward", "paste_masks_in_image")
+NATIVE_OPS = ("nms", "roi_align", "roi_align_backward", "paste_masks_in_image", "deform_conv2d",
+              "deform_conv2d_backward")
+DEFORM_CHANNELS = 256
 # (label, dtype, memory format) of the features roi_align is timed on.
 FEATURE_VARIANTS = (
     ("fp32", torch.float32, torch.contiguous_format),
@@ -97,15 +102,21 @@ def _reference_paste(masks, boxes, image_shape, threshold):
     return reference.paste_masks_in_image(masks, boxes, image_shape[0], image_shape[1], threshold)
 
 
+def _reference_deform_conv(input, offset, weight, bias, stride, padding, dilation, mask):
+    return reference.deform_conv2d(input, offset, weight, bias, (stride, stride), (padding, padding),
+                                   (dilation, dilation), 1, 1, mask)
+
+
 def implementations(device_type: str, skip_reference: bool) -> Dict[str, Optional[Dict[str, Callable]]]:
     """{"reference": twins or None when skipped, "native": public ops or None when no kernel serves
     this device}. Both take the public ops' arguments."""
     found: Dict[str, Optional[Dict[str, Callable]]] = {"reference": None, "native": None}
     if not skip_reference:
-        found["reference"] = {"nms": reference.nms, "roi_align": _reference_roi_align, "paste": _reference_paste}
+        found["reference"] = {"nms": reference.nms, "roi_align": _reference_roi_align, "paste": _reference_paste,
+                              "deform_conv": _reference_deform_conv}
     if all(native.has_kernel(op, device_type) for op in NATIVE_OPS):
         found["native"] = {"nms": public_ops.nms, "roi_align": public_ops.roi_align,
-                           "paste": public_ops.paste_masks_in_image}
+                           "paste": public_ops.paste_masks_in_image, "deform_conv": public_ops.deform_conv2d}
     return found
 
 
@@ -130,7 +141,34 @@ def benchmark_cases(device: torch.device) -> List[tuple]:
     mask_boxes = random_boxes(100, device, min_size=16.0)
     rows.append(("paste", "100 masks 28x28 -> 800x1216 >= 0.5",
                  lambda ops: (lambda: ops["paste"](masks, mask_boxes, (IMAGE_HEIGHT, IMAGE_WIDTH), 0.5))))
+    height, width = math.ceil(IMAGE_HEIGHT / 16), math.ceil(IMAGE_WIDTH / 16)
+    deform_input = torch.randn(1, DEFORM_CHANNELS, height, width, device=device)
+    deform_weight = torch.randn(DEFORM_CHANNELS, DEFORM_CHANNELS, 3, 3, device=device) * 0.02
+    deform_offset = torch.randn(1, 18, height, width, device=device)
+    deform_mask = torch.rand(1, 9, height, width, device=device)
+    for version, mask in (("v1", None), ("v2", deform_mask)):
+        for backward in (False, True):
+            case = f"{version} 256x{height}x{width} 3x3 fp32 {'fwd+bwd' if backward else 'fwd'}"
+            tensors = (deform_input, deform_offset, deform_weight, mask)
+            rows.append(("deform_conv", case, lambda ops, t=tensors, bw=backward: _deform_runner(ops, t, bw)))
     return rows
+
+
+def _deform_runner(ops, tensors, backward: bool) -> Callable[[], object]:
+    if not backward:
+        features, offset, weight, mask = tensors
+        return lambda: ops["deform_conv"](features, offset, weight, None, 1, 1, 1, mask)
+    leaves = [None if tensor is None else tensor.detach().requires_grad_(True) for tensor in tensors]
+
+    def forward_backward():
+        features, offset, weight, mask = leaves
+        output = ops["deform_conv"](features, offset, weight, None, 1, 1, 1, mask)
+        output.backward(torch.ones_like(output))
+        for leaf in leaves:
+            if leaf is not None:
+                leaf.grad = None
+
+    return forward_backward
 
 
 def _pool_runner(ops, features, boxes, output_size: int, backward: bool) -> Callable[[], object]:
@@ -152,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--device", default="cpu", help="MODEL.DEVICE-style device (default: cpu)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per row (default: 5)")
     parser.add_argument("--skip-reference", action="store_true", help="time the native ops only")
-    parser.add_argument("--only", choices=("nms", "roi_align", "paste"), help="time one op's rows only")
+    parser.add_argument("--only", choices=("nms", "roi_align", "paste", "deform_conv"), help="time one op's rows only")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
@@ -162,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     found = implementations(device.type, args.skip_reference)
     print(f"device: {device}   torch {torch.__version__}   torch.get_num_threads() = {torch.get_num_threads()}")
     print(f"native kernels: {'yes' if found['native'] else 'no (maskrcnn_multi._C not built for this device)'}")
-    header = f"{'op':<10} {'case':<34} {'reference ms':>13} {'native ms':>10} {'speed-up':>9}"
+    header = f"{'op':<11} {'case':<36} {'reference ms':>13} {'native ms':>10} {'speed-up':>9}"
     print(header)
     print("-" * len(header))
     for op, case, make_runner in benchmark_cases(device):
@@ -173,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         cells = [f"{times[name]:{width}.2f}" if name in times else f"{'-':>{width}}"
                  for name, width in (("reference", 13), ("native", 10))]
         speed_up = (f"{times['reference'] / times['native']:8.1f}x" if len(times) == 2 else f"{'-':>9}")
-        print(f"{op:<10} {case:<34} {cells[0]} {cells[1]} {speed_up}")
+        print(f"{op:<11} {case:<36} {cells[0]} {cells[1]} {speed_up}")
 
 
 def cli() -> int:

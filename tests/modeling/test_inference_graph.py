@@ -7,6 +7,7 @@ from torch import nn
 from maskrcnn_multi.modeling import build_model
 from maskrcnn_multi.modeling.backbone import build_backbone
 from maskrcnn_multi.modeling.backbone.resnet_blocks import BottleneckBlock
+from maskrcnn_multi.modeling.backbone.resnet_blocks import DeformBottleneckBlock
 from maskrcnn_multi.modeling.inference_graph import FusedConv2d, build_inference_graph, fold_norm
 from maskrcnn_multi.modeling.layers import Conv2d, FrozenBatchNorm2d
 from rcnn_helpers import make_random_batch, make_small_cfg
@@ -160,6 +161,76 @@ def test_the_box_head_flattens_channels_last_features_without_a_copy():
         for layout in (torch.channels_last, torch.contiguous_format):
             torch.testing.assert_close(fused_head(pooled.contiguous(memory_format=layout)), expected,
                                        rtol=1e-5, atol=1e-5)
+
+
+def _deformable_model(modulated: bool):
+    """The small model on an R50 with deformable res3-res5, its offset convs given weights (a fresh
+    one predicts zero offsets, which would not test the sampling). The offsets stay near a pixel:
+    random weights make activations of hundreds, and offsets of tens of pixels on such maps make the
+    network chaotic (rounding differences of 1e-6 in one block grow to percents downstream)."""
+    cfg = make_small_cfg(mask_on=False)
+    cfg.MODEL.RESNETS.DEPTH = 50
+    cfg.MODEL.RESNETS.WIDTH_PER_GROUP = 8
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 32
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
+    cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, True, True, True]
+    cfg.MODEL.RESNETS.DEFORM_MODULATED = modulated
+    model = build_model(cfg).eval()
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, FrozenBatchNorm2d):  # scales under 1 keep 16 residual blocks' activations sane
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) * 0.5 + 0.3)
+                module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            if isinstance(module, DeformBottleneckBlock):
+                offset_conv = module.conv2_offset
+                offset_conv.weight.copy_(torch.randn(offset_conv.weight.shape, generator=generator) * 1e-4)
+                offset_conv.bias.copy_(torch.randn(offset_conv.bias.shape, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "cl"])
+@pytest.mark.parametrize("modulated", [False, True], ids=["dcn_v1", "dcn_v2"])
+def test_deformable_blocks_fold_their_norm_and_keep_the_models_features(modulated, memory_format):
+    model = _deformable_model(modulated)
+    graph = build_inference_graph(model, memory_format=memory_format)
+    fused_blocks = [m for m in graph.backbone.bottom_up.res4 if type(m).__name__ == "_FusedDeformBlock"]
+    assert len(fused_blocks) == len(model.backbone.bottom_up.res4)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in graph.backbone.modules())
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model.backbone(images)
+        fused = graph.backbone(images.contiguous(memory_format=memory_format))
+    for name in expected:
+        # activations reach ~100 through 16 unnormalised random blocks: the tolerance follows the scale
+        scale = float(expected[name].abs().max())
+        torch.testing.assert_close(fused[name], expected[name], rtol=1e-4, atol=1e-5 * scale)
+        if memory_format == torch.channels_last and name != "p6":
+            assert fused[name].is_contiguous(memory_format=torch.channels_last), name
+
+
+def test_deformable_graph_runs_in_bfloat16():
+    model = _deformable_model(modulated=True)
+    graph = build_inference_graph(model, dtype=torch.bfloat16, memory_format=torch.channels_last)
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model.backbone(images)
+        with torch.autocast("cpu", torch.bfloat16):
+            fused = graph.backbone(images.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+    for name in expected:
+        scale = float(expected[name].abs().max())
+        assert (fused[name].float() - expected[name]).abs().max() <= 0.1 * scale, name
+
+
+def test_deformable_graph_detections_equal_the_models():
+    model = _deformable_model(modulated=False)
+    batch = make_random_batch(1, height=64, width=96, with_targets=False)
+    with torch.no_grad():
+        expected = model(batch)[0]["instances"]
+        fused = build_inference_graph(model, memory_format=torch.channels_last)(batch)[0]["instances"]
+    assert len(fused) == len(expected) > 0
+    torch.testing.assert_close(fused.scores, expected.scores, rtol=0, atol=1e-3)
+    torch.testing.assert_close(fused.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=0.05)
 
 
 def test_gn_everywhere_detections_equal_the_models():

@@ -18,7 +18,8 @@ def test_has_kernel_is_false_for_unknown_ops_and_devices():
     assert native.has_kernel("nms", "mps") is False
 
 
-OPS = ("nms", "box_iou", "roi_align", "roi_align_backward", "paste_masks", "paste_masks_in_image")
+OPS = ("nms", "box_iou", "roi_align", "roi_align_backward", "paste_masks", "paste_masks_in_image", "deform_conv2d",
+       "deform_conv2d_backward")
 
 
 def _built_extension():

@@ -3,7 +3,7 @@ from .backbone import Backbone
 from .build import BACKBONE_BUILDERS, BACKBONE_REGISTRY, build_backbone
 from .fpn import FPN, LastLevelMaxPool, build_resnet_fpn_backbone, fpn_args_from_config
 from .resnet import ResNet, build_resnet, build_resnet_backbone, resnet_args_from_config
-from .resnet_blocks import BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase
+from .resnet_blocks import BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase, DeformBottleneckBlock
 
 __all__ = [
     "Backbone",
@@ -22,4 +22,5 @@ __all__ = [
     "BasicStem",
     "BottleneckBlock",
     "CNNBlockBase",
+    "DeformBottleneckBlock",
 ]

@@ -10,7 +10,7 @@ from torch import nn
 from ...config.errors import UserError
 from ..layers import ShapeSpec
 from .backbone import Backbone
-from .resnet_blocks import BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase
+from .resnet_blocks import BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase, DeformBottleneckBlock
 
 _NUM_BLOCKS_PER_STAGE = {
     18: [2, 2, 2, 2],
@@ -130,15 +130,18 @@ def build_resnet(
     out_features: Sequence[str] = ("res4",),
     freeze_at: int = 0,
     deform_on_per_stage: Sequence[bool] = (False, False, False, False),
+    deform_modulated: bool = False,
+    deform_num_groups: int = 1,
 ) -> ResNet:
     """A ResNet-``depth`` (18, 34: BasicBlock; 50, 101, 152: BottleneckBlock) from plain arguments,
     each one detectron2's ``MODEL.RESNETS.*`` key of the same name."""
     if depth not in _NUM_BLOCKS_PER_STAGE:
         raise UserError(f"unknown MODEL.RESNETS.DEPTH {depth} (choose from: {', '.join(map(str, _NUM_BLOCKS_PER_STAGE))})")
-    if any(deform_on_per_stage):
-        raise NotImplementedError(
-            f"MODEL.RESNETS.DEFORM_ON_PER_STAGE={list(deform_on_per_stage)}: deformable convolutions are not supported"
-        )
+    if len(deform_on_per_stage) != 4:
+        raise UserError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE must have 4 values (res2..res5), got "
+                        f"{list(deform_on_per_stage)}")
+    if isinstance(deform_num_groups, bool) or not isinstance(deform_num_groups, int) or deform_num_groups < 1:
+        raise UserError(f"MODEL.RESNETS.DEFORM_NUM_GROUPS must be a positive int, got {deform_num_groups!r}")
     if res5_dilation not in (1, 2):
         raise UserError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
     if depth in (18, 34):
@@ -148,6 +151,9 @@ def build_resnet(
             raise UserError(f"MODEL.RESNETS.RES5_DILATION must be 1 for R{depth}, got {res5_dilation}")
         if num_groups != 1:
             raise UserError(f"MODEL.RESNETS.NUM_GROUPS must be 1 for R{depth}, got {num_groups}")
+        if any(deform_on_per_stage):
+            raise UserError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE={list(deform_on_per_stage)}: deformable blocks "
+                            f"are bottlenecks, unsupported for R{depth}")
 
     stem = BasicStem(in_channels=in_channels, out_channels=stem_out_channels, norm=norm)
     num_blocks_per_stage = _NUM_BLOCKS_PER_STAGE[depth]
@@ -176,6 +182,12 @@ def build_resnet(
                 dilation=dilation,
                 num_groups=num_groups,
             )
+            if deform_on_per_stage[index]:
+                if bottleneck_channels % deform_num_groups != 0:
+                    raise UserError(f"MODEL.RESNETS.DEFORM_NUM_GROUPS {deform_num_groups} does not divide res"
+                                    f"{stage_index}'s {bottleneck_channels} bottleneck channels")
+                stage_kwargs.update(block_class=DeformBottleneckBlock, deform_modulated=bool(deform_modulated),
+                                    deform_num_groups=deform_num_groups)
         stages.append(ResNet.make_stage(**stage_kwargs))
         stage_in_channels = out_channels
         out_channels *= 2
@@ -199,6 +211,8 @@ def resnet_args_from_config(cfg: Any, input_shape: ShapeSpec) -> Dict[str, Any]:
         "out_features": list(resnets.OUT_FEATURES),
         "freeze_at": cfg.MODEL.BACKBONE.FREEZE_AT,
         "deform_on_per_stage": list(resnets.DEFORM_ON_PER_STAGE),
+        "deform_modulated": resnets.DEFORM_MODULATED,
+        "deform_num_groups": resnets.DEFORM_NUM_GROUPS,
     }
 
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..deform_conv import DeformConv, ModulatedDeformConv
 from ..layers import Conv2d, FrozenBatchNorm2d, c2_msra_fill, get_norm
 
 
@@ -146,6 +147,91 @@ class BottleneckBlock(CNNBlockBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
         out = F.relu_(self.conv2(out))
+        out = self.conv3(out)
+        shortcut = self.shortcut(x) if self.shortcut is not None else x
+        out += shortcut
+        return F.relu_(out)
+
+
+class DeformBottleneckBlock(CNNBlockBase):
+    """BottleneckBlock whose 3x3 conv is deformable (detectron2's, :paper:`deformable conv`).
+
+    ``conv2_offset`` (a plain 3x3 conv with bias, zero-initialised so training starts from the regular
+    grid) predicts 18 channels per deformable group, 27 when ``deform_modulated``: then the first 18
+    are the offsets and the sigmoid of the last 9 the mask of ``conv2`` (a ModulatedDeformConv; a
+    DeformConv otherwise). ``[N, Cin, H, W] -> [N, Cout, H/stride, W/stride]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bottleneck_channels: int,
+        stride: int = 1,
+        num_groups: int = 1,
+        norm: str = "BN",
+        stride_in_1x1: bool = False,
+        dilation: int = 1,
+        deform_modulated: bool = False,
+        deform_num_groups: int = 1,
+    ):
+        super().__init__(in_channels, out_channels, stride)
+        self.deform_modulated = deform_modulated
+        self.shortcut = _shortcut(in_channels, out_channels, stride, norm)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = Conv2d(
+            in_channels,
+            bottleneck_channels,
+            kernel_size=1,
+            stride=stride_1x1,
+            bias=False,
+            norm=get_norm(norm, bottleneck_channels),
+        )
+        deform_conv_class, offset_channels = (ModulatedDeformConv, 27) if deform_modulated else (DeformConv, 18)
+        self.conv2_offset = Conv2d(
+            bottleneck_channels,
+            offset_channels * deform_num_groups,
+            kernel_size=3,
+            stride=stride_3x3,
+            padding=1 * dilation,
+            dilation=dilation,
+        )
+        self.conv2 = deform_conv_class(
+            bottleneck_channels,
+            bottleneck_channels,
+            kernel_size=3,
+            stride=stride_3x3,
+            padding=1 * dilation,
+            bias=False,
+            groups=num_groups,
+            dilation=dilation,
+            deformable_groups=deform_num_groups,
+            norm=get_norm(norm, bottleneck_channels),
+        )
+        self.conv3 = Conv2d(
+            bottleneck_channels,
+            out_channels,
+            kernel_size=1,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
+        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
+            if layer is not None:
+                c2_msra_fill(layer)
+        nn.init.constant_(self.conv2_offset.weight, 0)
+        nn.init.constant_(self.conv2_offset.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu_(self.conv1(x))
+        offsets = self.conv2_offset(out)
+        if self.deform_modulated:
+            # detectron2 chunks into thirds and concatenates the first two: the first two thirds, in order
+            offset_channels = offsets.shape[1] * 2 // 3
+            out = self.conv2(out, offsets[:, :offset_channels], offsets[:, offset_channels:].sigmoid())
+        else:
+            out = self.conv2(out, offsets)
+        out = F.relu_(out)
         out = self.conv3(out)
         shortcut = self.shortcut(x) if self.shortcut is not None else x
         out += shortcut

@@ -52,8 +52,10 @@ def test_freeze_at_converts_norms_and_stops_grads():
 
 
 def test_clear_errors_for_unsupported_settings():
-    with pytest.raises(NotImplementedError, match="DEFORM_ON_PER_STAGE"):
-        build_resnet(50, deform_on_per_stage=[False, True, True, True])
+    with pytest.raises(ValueError, match="DEFORM_ON_PER_STAGE.*unsupported for R18"):
+        build_resnet(18, res2_out_channels=64, deform_on_per_stage=[False, True, True, True])
+    with pytest.raises(ValueError, match="DEFORM_ON_PER_STAGE must have 4 values"):
+        build_resnet(50, deform_on_per_stage=[True, True])
     with pytest.raises(ValueError, match="DEPTH 42"):
         build_resnet(42)
     with pytest.raises(ValueError, match="RES2_OUT_CHANNELS must be 64 for R18"):
