@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -115,10 +116,15 @@ class DetectionCheckpointer:
         """The file ``last_checkpoint`` points to, or "" when there is none."""
         record = os.path.join(self.save_dir, LAST_CHECKPOINT_FILE)
         try:
-            with open(record) as f:
+            with open(record, encoding="utf-8") as f:
                 last_saved = f.read().strip()
         except OSError:
             return ""
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{record} is not a checkpoint name (it is not text): delete it, or write the "
+                                  "name of the checkpoint to resume from into it") from None
+        if not last_saved or os.sep in last_saved or "\0" in last_saved:
+            raise CheckpointError(f"{record} names {last_saved!r}, not a checkpoint file in {self.save_dir}")
         return os.path.join(self.save_dir, last_saved)
 
     def get_all_checkpoint_files(self) -> List[str]:
@@ -139,6 +145,30 @@ class DetectionCheckpointer:
             return self.load(self.get_checkpoint_file())
         return self.load(path, checkpointables=[])
 
+    def keep_previous_run(self) -> Optional[str]:
+        """Move the checkpoints, ``last_checkpoint`` and ``config.yaml`` of an earlier run in ``save_dir``
+        into ``save_dir/previous_run_<YYYYmmdd-HHMMSS>/`` (a fresh run would overwrite them); returns that
+        folder, or None when there was no checkpoint to keep. (log.txt and metrics.json are appended to.)"""
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return None
+        names = [name for name in sorted(os.listdir(self.save_dir))
+                 if name == LAST_CHECKPOINT_FILE or (name.endswith(".pth") and not name.startswith("."))]
+        if not names:
+            return None
+        if os.path.isfile(os.path.join(self.save_dir, "config.yaml")):
+            names.append("config.yaml")
+        folder = os.path.join(self.save_dir, "previous_run_" + time.strftime("%Y%m%d-%H%M%S"))
+        suffix = 1
+        while os.path.exists(folder):
+            folder = f"{folder.rsplit('.', 1)[0]}.{suffix}"
+            suffix += 1
+        os.makedirs(folder)
+        for name in names:
+            os.replace(os.path.join(self.save_dir, name), os.path.join(folder, name))
+        logger.warning("%s held another run's checkpoints and a new run starts there (no --resume): they are "
+                       "kept in %s", self.save_dir, folder)
+        return folder
+
     # ------------------------------------------------------------------ loading
     def load(self, path: str, checkpointables: Optional[Iterable[str]] = None) -> Dict[str, Any]:
         """Load ``path`` into the model and the named ``checkpointables`` (default: all that the file
@@ -154,7 +184,15 @@ class DetectionCheckpointer:
         for key in names:
             if key in checkpoint:
                 logger.info("Loading %s from %s", key, path)
-                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+                try:
+                    self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+                except (KeyError, ValueError, TypeError, RuntimeError) as error:
+                    raise CheckpointError(
+                        f"{path}: its {key} state does not fit this run's {key} ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0] if str(error) else 'no detail'}); was it written with another "
+                        "SOLVER.OPTIMIZER, LR schedule or AMP / OPT_LEVEL? Resume with the settings it was trained with, "
+                        "or start a new run from its weights (MODEL.WEIGHTS, without --resume)"
+                    ) from error
         for key in ("model", "matching_heuristics"):
             checkpoint.pop(key, None)
         return checkpoint

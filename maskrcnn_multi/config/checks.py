@@ -25,6 +25,11 @@ _CHOICES = {
     "MODEL.MEMORY_FORMAT": MEMORY_FORMATS,
 }
 
+# numbers torch's optimizers and schedules refuse when negative (with a traceback)
+_NON_NEGATIVE = ("SOLVER.BASE_LR", "SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM", "SOLVER.MOMENTUM",
+                 "SOLVER.BASE_LR_END", "SOLVER.GAMMA", "SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS")
+
+
 def check_value(full_key: str, value: Any, source: str) -> None:
     """Raise ConfigError (one line) if `value` is outside the contract of `full_key`.
 
@@ -43,6 +48,8 @@ def check_value(full_key: str, value: Any, source: str) -> None:
         _check_fix_shape(value, source)
     elif full_key == "TEST.EXPECTED_RESULTS":
         _check_expected_results(value, source)
+    elif full_key in _NON_NEGATIVE and isinstance(value, (int, float)) and not value >= 0:
+        raise ConfigError(f"config key '{full_key}' in {source} must be >= 0, got {short_repr(value)}")
     elif full_key == "INPUT.FIX_MAX_GT" and value < 0:
         raise ConfigError(f"config key 'INPUT.FIX_MAX_GT' in {source} must be >= 0, got {value}")
 

@@ -65,8 +65,10 @@ def get_detection_dataset_dicts(names: Sequence[str], filter_empty: bool = True)
     if filter_empty and has_annotations:
         dataset_dicts = filter_images_without_annotations(dataset_dicts)
         if len(dataset_dicts) == 0:
+            files = [MetadataCatalog.get(name).get("json_file") for name in names]
+            named = ", ".join(f"{name} ({file})" if file else name for name, file in zip(names, files))
             raise DatasetError(
-                f"dataset(s) {', '.join(names)} have no image with annotations left to train on "
+                f"dataset(s) {named} have no image with annotations left to train on "
                 "(see the warnings above for what was dropped)"
             )
     return dataset_dicts

@@ -17,7 +17,7 @@ import pycocotools.mask as mask_util
 
 from ..config.errors import short_repr
 from ..structures import BoxMode
-from .validation import DatasetError, coordinates_problem, is_real_number
+from .validation import DatasetError, coordinates_problem, is_real_number, positive_int
 
 __all__ = ["DropCounter", "convert_annotation"]
 
@@ -79,15 +79,54 @@ def _convert_polygons(polygons: list, annotation_id: Any, json_file: str, drops:
     return valid
 
 
+def _compressed_rle_runs(counts: str) -> Optional[List[int]]:
+    """The run lengths of COCO's compressed RLE string (pycocotools' rleFrString: 5 bits per character
+    from '0', a continuation bit, a sign bit, runs from the third on stored as a delta to the run two
+    before), or None when the string is not of that alphabet or ends inside a number."""
+    runs: List[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                return None
+            code = ord(counts[position]) - 48
+            if not 0 <= code < 64:
+                return None
+            value |= (code & 0x1F) << (5 * shift)
+            more = bool(code & 0x20)
+            position += 1
+            shift += 1
+            if not more and code & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
 def _convert_segmentation(segmentation: Any, annotation_id: Any, json_file: str, drops: DropCounter):
     """The annotation's segmentation in detectron2's form, or None if nothing valid is left."""
     if isinstance(segmentation, dict):
         if "counts" not in segmentation or "size" not in segmentation:
             raise _refuse(json_file, annotation_id, "has an RLE without 'counts'/'size'")
-        if isinstance(segmentation["counts"], list):  # uncompressed RLE
-            segmentation = mask_util.frPyObjects(segmentation, *segmentation["size"])
+        size, counts = segmentation["size"], segmentation["counts"]
+        if not (isinstance(size, list) and len(size) == 2 and all(positive_int(side) for side in size)):
+            raise _refuse(json_file, annotation_id, f"has an RLE of size {short_repr(size)} (expected [height, width])")
+        if isinstance(counts, list):  # uncompressed RLE: run lengths that add up to height * width
+            if not all(positive_int(run) is not None or run == 0 for run in counts) or sum(counts) != size[0] * size[1]:
+                raise _refuse(json_file, annotation_id, "has an uncompressed RLE whose counts do not add up to "
+                                                        f"height x width = {size[0] * size[1]}")
+            segmentation = mask_util.frPyObjects(segmentation, *size)
+        elif not isinstance(counts, (str, bytes)):
+            raise _refuse(json_file, annotation_id, f"has RLE counts of type {type(counts).__name__}")
         if isinstance(segmentation["counts"], bytes):
             segmentation = dict(segmentation, counts=segmentation["counts"].decode("ascii"))
+        runs = _compressed_rle_runs(segmentation["counts"])
+        if runs is None or min(runs, default=0) < 0 or sum(runs) != size[0] * size[1]:
+            # pycocotools would read past the end or write past the mask: refuse before it decodes
+            raise _refuse(json_file, annotation_id, "has a compressed RLE whose runs do not cover height x width "
+                                                    f"= {size[0] * size[1]} pixels")
         return segmentation
     if not isinstance(segmentation, list):
         raise _refuse(json_file, annotation_id,

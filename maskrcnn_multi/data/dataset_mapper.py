@@ -11,10 +11,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from maskrcnn_multi.config.errors import UserError
+from maskrcnn_multi.config.errors import UserError, short_repr
 
 from . import detection_utils as utils
 from .crop import RandomCrop
+from .validation import DatasetError
 from .transforms import TransformGen, apply_transform_gens
 
 __all__ = ["DatasetMapper"]
@@ -123,6 +124,12 @@ class DatasetMapper:
                 continue
             if not self.use_instance_mask:
                 annotation.pop("segmentation", None)
+            elif "segmentation" not in annotation:
+                raise DatasetError(
+                    f"{dataset_dict['file_name']}: an annotation (box {short_repr(annotation.get('bbox'))}) has no "
+                    "segmentation, but MODEL.MASK_ON needs a mask for every instance (add it, or train with "
+                    "MODEL.MASK_ON False)"
+                )
             annotations.append(utils.transform_instance_annotations(annotation, transforms, image_shape))
         instances = utils.annotations_to_instances(annotations, image_shape, self.instance_mask_format)
         if self.recompute_boxes and instances.has("gt_masks"):

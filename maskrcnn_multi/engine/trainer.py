@@ -145,12 +145,15 @@ class DefaultTrainer(SimpleTrainer):
     # ------------------------------------------------------------------ resume
     def resume_or_load(self, resume: bool = True) -> None:
         """With ``resume`` and a ``last_checkpoint`` in OUTPUT_DIR, continue that run exactly;
-        otherwise load MODEL.WEIGHTS (model only) and start at iteration 0."""
+        otherwise load MODEL.WEIGHTS (model only) and start at iteration 0, moving an earlier run's
+        checkpoints in OUTPUT_DIR aside first (``DetectionCheckpointer.keep_previous_run``)."""
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume) or {}
         resuming = resume and self.checkpointer.has_checkpoint() and "iteration" in checkpoint
         start_iter = int(checkpoint["iteration"]) + 1 if resuming else 0
         _check_ranks_agree_on_start(start_iter, self.cfg.OUTPUT_DIR)
         if not resuming:
+            if is_main_process():  # after MODEL.WEIGHTS was read: it may be one of those files
+                self.checkpointer.keep_previous_run()
             return
         self.start_iter = start_iter
         if self.cfg.SEED < 0:

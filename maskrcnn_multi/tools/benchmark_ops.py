@@ -31,6 +31,7 @@ import torch
 from maskrcnn_multi import ops as public_ops
 from maskrcnn_multi.backends import get_backend, native
 from maskrcnn_multi.ops import reference
+from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.tools._cli import run_main
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1216
@@ -193,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--only", choices=("nms", "roi_align", "paste", "deform_conv"), help="time one op's rows only")
     args = parser.parse_args(argv)
     if args.repeat < 1:
-        raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
+        raise UserError(f"--repeat must be at least 1, got {args.repeat}")
 
     backend = get_backend(args.device)
     device = backend.device

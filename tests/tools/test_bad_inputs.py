@@ -2,7 +2,7 @@
 
 Each user error must end the run with exit code 2 and exactly one line on stderr, naming the culprit,
 with no traceback, and must leave an earlier run's OUTPUT_DIR (config, checkpoints, metrics) as it
-was (log.txt may only grow). Bad records that are dropped instead are counted in a warning naming the
+was (log.txt and metrics.json may only grow; a fresh run moves checkpoints into previous_run_<time>/). Bad records that are dropped instead are counted in a warning naming the
 file, and the run goes on. The model is the tiny synthetic one; every error case stops before the
 first training iteration except "every training image unreadable", which stops at it.
 """
@@ -61,13 +61,17 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _assert_nothing_lost(before: dict, folder: Path) -> None:
+    """Every earlier file is still there, unchanged, in OUTPUT_DIR or, for a fresh run's moved
+    checkpoints and config, in OUTPUT_DIR/previous_run_<time>/; log.txt and metrics.json may grow."""
     after = _snapshot(folder)
+    kept = [name.parts[0] for name in after if name.parts[0].startswith("previous_run_")]
     for name, content in before.items():
-        assert name in after, f"{name} was removed"
-        if name.name == "log.txt":
-            assert after[name].startswith(content), "log.txt lost its earlier lines"
+        versions = [after[place] for place in [name, *(Path(k, name) for k in set(kept))] if place in after]
+        assert versions, f"{name} was removed"
+        if name.name in ("log.txt", "metrics.json"):  # a later run appends to them
+            assert any(v.startswith(content) for v in versions), f"{name} lost its earlier lines"
         else:
-            assert after[name] == content, f"{name} was changed"
+            assert content in versions, f"{name} was changed"
 
 
 def _env(datasets_root, **extra):
@@ -117,6 +121,8 @@ CONFIG_CASES = {
     "bad dist url": (["--num-gpus", "2", "--dist-url", "udp://host"], r"--dist-url 'udp://host' is not 'auto' or tcp://"),
     "missing weights": (["--eval-only", "MODEL.WEIGHTS", "/nonexistent/weights.pth"], r"/nonexistent/weights\.pth"),
     "bad solver value": (["SOLVER.WARMUP_METHOD", "cosine"], r"unknown SOLVER.WARMUP_METHOD 'cosine'"),
+    "negative learning rate": (["SOLVER.BASE_LR", "-1"], r"'SOLVER.BASE_LR' in command-line overrides must be >= 0"),
+    "refused detectron2 key": (["MODEL.KEYPOINT_ON", "True"], r"'MODEL.KEYPOINT_ON' .* is not supported: keypoint"),
 }
 
 
@@ -192,6 +198,15 @@ DATA_CASES = {
     "non-numeric height": (_set("images", 2, "height", "tall"), r"bad\.json: image \d+ has height 'tall'"),
     "unknown category": (_set("annotations", 0, "category_id", 42), r"bad\.json: annotation \d+ has category_id 42"),
     "duplicate image ids": (_set("images", 1, "id", 1), r"bad\.json: image id 1 is used by 2 images"),
+    "RLE of a bad size": (_set("annotations", 0, "segmentation", {"counts": "zz", "size": [1]}),
+                          r"bad\.json: annotation \d+ has an RLE of size \[1\]"),
+    "RLE whose runs miss the mask": (_set("annotations", 0, "segmentation", {"counts": "zz", "size": [10, 10]}),
+                                     r"bad\.json: annotation \d+ has a compressed RLE whose runs do not cover"),
+    "no annotations at all": (lambda dataset: dataset.pop("annotations"),
+                              r"dataset\(s\) bad_train \(.*bad\.json\) have no image with annotations"),
+    "a mask model's annotation without segmentation": (
+        lambda dataset: [annotation.pop("segmentation") for annotation in dataset["annotations"]],
+        r"an annotation .* has no segmentation, but MODEL.MASK_ON needs a mask for every instance"),
 }
 
 
@@ -204,6 +219,29 @@ def test_bad_records_are_refused_by_name(datasets_root, previous_run, case):
     done = _train_net(datasets_root, previous_run, *_bad_dataset_args(datasets_root, previous_run.parent, dataset))
     _assert_user_error(done, "train_net", pattern)
     _assert_nothing_lost(before, previous_run)
+
+
+def test_a_last_checkpoint_that_is_not_text(datasets_root, previous_run):
+    (previous_run / "last_checkpoint").write_bytes(b"\x80\xa7\x00 not a name")
+    before = _snapshot(previous_run)
+    done = _train_net(datasets_root, previous_run, "--resume")
+    _assert_user_error(done, "train_net", r"last_checkpoint is not a checkpoint name \(it is not text\)")
+    _assert_nothing_lost(before, previous_run)
+
+
+def test_a_fresh_run_keeps_the_previous_runs_checkpoints(datasets_root, previous_run):
+    before = _snapshot(previous_run)
+    done = _train_net(datasets_root, previous_run, "SOLVER.CHECKPOINT_PERIOD", "1", PERF_ONLY="True")
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_nothing_lost(before, previous_run)
+    kept = [path for path in previous_run.glob("previous_run_*/model_0000099.pth")]
+    assert len(kept) == 1 and (previous_run / "model_final.pth").is_file()
+    assert (previous_run / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def test_benchmark_ops_repeat_must_be_positive(datasets_root):
+    _assert_user_error(_run("benchmark_ops", ["--repeat", "0"], _env(datasets_root)), "benchmark_ops",
+                       r"--repeat must be at least 1, got 0")
 
 
 def test_every_training_image_unreadable(datasets_root, previous_run, tmp_path):
