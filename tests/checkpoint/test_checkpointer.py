@@ -281,3 +281,19 @@ def test_save_refuses_state_that_would_not_load_weights_only(tmp_path):
     with pytest.raises(TypeError, match=r"holds test_checkpointer\._Schedule, which torch\.load\(weights_only=True\)"):
         checkpointer.save("model_0000003")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_optimizer_state_of_another_amp_level_is_a_one_line_error(tmp_path):
+    """An O0 run's checkpoint resumed under AMP O2: the O2 optimizer finds no fp32 masters."""
+    import torch
+
+    from maskrcnn_multi.backends.amp import apply_opt_level
+
+    model = torch.nn.Linear(2, 2)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    DetectionCheckpointer(model, str(tmp_path), optimizer=sgd).save("model_o0")
+    half = torch.nn.Linear(2, 2)
+    o2 = apply_opt_level(half, torch.optim.SGD(half.parameters(), lr=0.1), "O2", torch.bfloat16)
+    with pytest.raises(CheckpointError, match=r"model_o0\.pth: its optimizer state does not fit this run's optimizer "
+                                              r"\(KeyError.*AMP / OPT_LEVEL"):
+        DetectionCheckpointer(half, str(tmp_path), optimizer=o2).load(str(tmp_path / "model_o0.pth"))
