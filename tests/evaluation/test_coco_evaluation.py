@@ -148,3 +148,39 @@ def test_only_processed_images_scores_the_images_run(dataset_dicts, caplog):
         results = _run(COCOEvaluator(DATASET, only_processed_images=True), partial, _ground_truth_outputs)
     assert results["bbox"]["AP"] == pytest.approx(100.0) and results["segm"]["AP"] == pytest.approx(100.0)
     assert any("scoring the 2 processed images of the 4" in r.getMessage() for r in caplog.records)
+
+
+def _noisy_outputs(dataset_dict, rng):
+    """Ground truth moved by a few pixels, random scores and classes for some, false positives."""
+    (outputs,) = _ground_truth_outputs(dataset_dict)
+    instances = outputs["instances"]
+    count = len(instances)
+    boxes = instances.pred_boxes.tensor + torch.from_numpy(rng.normal(0, 3, (count, 4))).float()
+    extra = torch.from_numpy(rng.uniform(0, 100, (5, 2))).float()
+    boxes = torch.cat([boxes, torch.cat([extra, extra + 20], dim=1)])
+    noisy = Instances(instances.image_size)
+    noisy.pred_boxes = Boxes(boxes)
+    noisy.scores = torch.from_numpy(rng.uniform(0.05, 1, count + 5)).float()
+    classes = instances.pred_classes.clone()
+    classes[torch.from_numpy(rng.random(count) < 0.2)] = 0
+    noisy.pred_classes = torch.cat([classes, torch.from_numpy(rng.integers(0, 3, 5))])
+    masks = torch.roll(instances.pred_masks, shifts=int(rng.integers(-3, 4)), dims=2)
+    noisy.pred_masks = torch.cat([masks, torch.zeros((5, *masks.shape[1:]), dtype=torch.bool)])
+    noisy.pred_masks[count:, 20:40, 20:40] = True
+    return [{"instances": noisy}]
+
+
+def test_faster_coco_eval_gives_pycocotools_numbers(dataset_dicts):
+    pytest.importorskip("faster_coco_eval", reason="faster-coco-eval is not installed (pip install -e .[fast-eval])")
+    import numpy as np
+
+    results = {}
+    for fast in (True, False):
+        rng = np.random.default_rng(3)
+        evaluator = COCOEvaluator(DATASET, distributed=False, use_fast_impl=fast)
+        results[fast] = _run(evaluator, dataset_dicts, lambda d: _noisy_outputs(d, rng))
+    assert 0 < results[False]["bbox"]["AP"] < 100 and 0 < results[False]["segm"]["AP"] < 100
+    for task in ("bbox", "segm"):
+        assert results[True][task].keys() == results[False][task].keys()
+        for metric, value in results[False][task].items():
+            assert results[True][task][metric] == pytest.approx(value, abs=1e-9, nan_ok=True), (task, metric)
