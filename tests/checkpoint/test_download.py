@@ -1,5 +1,6 @@
-"""Downloads against a local HTTP server in a thread: a server that never answers fails within the
-timeout, a dropped connection is retried, a file whose name's hash does not match is refused, and
+"""Downloads against a local HTTP server in a thread: a server that never answers, or drips bytes,
+fails within its bound, a dropped connection or a file cut short is retried, an HTML page or a file
+whose name's hash does not match is refused, a broken cached file is named with what to do, and
 nothing partial is ever left in the cache. Nothing leaves this machine."""
 import hashlib
 import http.server
@@ -9,12 +10,19 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
+from torch import nn
 
-from maskrcnn_multi.checkpoint import CheckpointError, DownloadSettings, get_local_path
-from maskrcnn_multi.checkpoint.download import expected_sha256_prefix
+from maskrcnn_multi.checkpoint import (
+    CheckpointError, DetectionCheckpointer, DownloadSettings, UnsafeCheckpointError, cached_path_for_url,
+    get_local_path,
+)
+from maskrcnn_multi.checkpoint.download import _TooSlow, _TransferGuard, expected_sha256_prefix
+from pickles import CodeRunner, python2_pickle
 
-BODY = bytes(range(256)) * 4096  # 1 MiB
+# a detectron2 model-zoo file of 1 MiB and a little
+BODY = python2_pickle({"model": {"conv1.weight": np.arange(1 << 18, dtype=np.float32)}, "__author__": "test"})
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
@@ -129,7 +137,7 @@ def test_connection_dropped_mid_body_is_retried(cache, http_server, caplog):
         local = get_local_path(f"{base}/detectron2/R-50.pkl")
     assert open(local, "rb").read() == BODY
     assert len(server.requests) == 2
-    assert any("closed with 524288 bytes still to come" in r.getMessage() and "retrying" in r.getMessage()
+    assert any(f"closed with {len(BODY) - len(BODY) // 2} bytes still to come" in r.getMessage() and "retrying" in r.getMessage()
                for r in caplog.records)
     assert _files_under(cache) == [os.path.join(f"127.0.0.1:{server.server_address[1]}", "detectron2", "R-50.pkl")]
 
@@ -180,14 +188,16 @@ def test_partial_file_left_by_a_killed_download_is_removed(cache, http_server):
 
 
 def test_settings_come_from_the_environment():
-    assert DownloadSettings.from_env({}) == DownloadSettings(15.0, 60.0, 3, 1.0)
+    assert DownloadSettings.from_env({}) == DownloadSettings(15.0, 60.0, 3, 1.0, 1024.0, None)
     assert DownloadSettings.from_env({
         "MASKRCNN_DOWNLOAD_CONNECT_TIMEOUT": "5", "MASKRCNN_DOWNLOAD_READ_TIMEOUT": "2.5",
         "MASKRCNN_DOWNLOAD_RETRIES": "0", "MASKRCNN_DOWNLOAD_BACKOFF": "0",
-    }) == DownloadSettings(5.0, 2.5, 0, 0.0)
+        "MASKRCNN_DOWNLOAD_MIN_RATE": "0", "MASKRCNN_DOWNLOAD_TIMEOUT": "3600",
+    }) == DownloadSettings(5.0, 2.5, 0, 0.0, 0.0, 3600.0)
     for name, value in [("MASKRCNN_DOWNLOAD_READ_TIMEOUT", "0"), ("MASKRCNN_DOWNLOAD_CONNECT_TIMEOUT", "soon"),
                         ("MASKRCNN_DOWNLOAD_RETRIES", "1.5"), ("MASKRCNN_DOWNLOAD_BACKOFF", "-1"),
-                        ("MASKRCNN_DOWNLOAD_READ_TIMEOUT", "inf")]:
+                        ("MASKRCNN_DOWNLOAD_READ_TIMEOUT", "inf"), ("MASKRCNN_DOWNLOAD_MIN_RATE", "-5"),
+                        ("MASKRCNN_DOWNLOAD_TIMEOUT", "0"), ("MASKRCNN_DOWNLOAD_MIN_RATE", "1kB")]:
         with pytest.raises(CheckpointError, match=f"^environment variable {name}='{value}' is not "):
             DownloadSettings.from_env({name: value})
 
