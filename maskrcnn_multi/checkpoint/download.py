@@ -23,8 +23,8 @@ is complete: as long as its ``Content-Length`` says, a whole checkpoint containe
 a pickle read to its end, a zip archive with its central directory, which catches a transfer cut
 short without a ``Content-Length``) and, where the name carries one, of the hash it names; otherwise
 it is removed. Temporary files that a killed download left (their lock died with it) are removed
-at the next download into the same folder. The proxy
-variables (``https_proxy`` ...) apply as for urllib.
+at the next download into the same folder. The proxy variables (``https_proxy`` ...) apply as for
+urllib.
 
 Hash rule: torch hub's, ``<name>-<hex digits>.<ext>`` where the digits start the file's SHA-256,
 checked for files from ``download.pytorch.org`` (torchvision's weights, e.g. ``resnet50-0676ba61.pth``).
@@ -222,8 +222,8 @@ def _fetch(url: str, file, settings: DownloadSettings, progress_name: str) -> st
     guard = _TransferGuard(settings.min_rate, settings.read_timeout, settings.timeout)
     with opener.open(request, timeout=settings.connect_timeout) as response:
         if response.headers.get("Content-Type") and response.headers.get_content_type() in _HTML_TYPES:
-            raise _HtmlAnswer(f"the server answered with an HTML page (Content-Type {response.headers['Content-Type']}"
-                              f"), not a checkpoint: a login, error or mirror page?")
+            raise _HtmlAnswer(f"the server sent an HTML page (Content-Type {response.headers['Content-Type']}) "
+                              f"where a checkpoint was expected: a login, error or mirror page, not the file")
         total = int(response.headers.get("Content-Length") or 0) or None
         received = 0
         with tqdm(total=total, unit="B", unit_scale=True, desc=progress_name, leave=False) as bar:

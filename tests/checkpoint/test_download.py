@@ -336,9 +336,9 @@ def test_html_page_served_as_200_is_refused_at_once(cache, http_server):
     url = f"{base}/html/model_final.pkl"
     with pytest.raises(CheckpointError) as info:
         get_local_path(url)
-    assert str(info.value) == (f"cannot download checkpoint {url}: the server answered with an HTML page "
-                               f"(Content-Type text/html; charset=utf-8), not a checkpoint: a login, error or "
-                               f"mirror page?; nothing was cached")
+    assert str(info.value) == (f"cannot download checkpoint {url}: the server sent an HTML page (Content-Type "
+                               f"text/html; charset=utf-8) where a checkpoint was expected: a login, error or "
+                               f"mirror page, not the file; nothing was cached")
     assert len(server.requests) == 1
     assert _files_under(cache) == []
 
