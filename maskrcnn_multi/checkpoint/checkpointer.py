@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from .atomic import remove_orphaned_temp_files, write_atomically
-from .errors import CheckpointError
+from .errors import CheckpointError, UnsafeCheckpointError
 from .formats import read_checkpoint
 from .names import incompatible_keys_table, match_by_suffix
-from .paths import get_local_path
+from .paths import cached_file_hint, get_local_path
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,15 @@ class DetectionCheckpointer:
             return {}
         local_path = get_local_path(path)
         logger.info("Loading checkpoint from %s", path)
-        checkpoint = read_checkpoint(local_path)
+        try:
+            checkpoint = read_checkpoint(local_path)
+        except UnsafeCheckpointError:
+            raise  # deleting the file would not help: it says how to opt in
+        except CheckpointError as error:
+            hint = cached_file_hint(path, local_path)
+            if not hint:
+                raise
+            raise CheckpointError(f"{error}{hint}") from error
         self._load_model(checkpoint, source=path)
         names = self.checkpointables.keys() if checkpointables is None else checkpointables
         for key in names:

@@ -5,14 +5,26 @@ Environment variables (read at each download):
 - ``MASKRCNN_DOWNLOAD_CONNECT_TIMEOUT`` (seconds, default 15): to connect (TLS handshake included).
 - ``MASKRCNN_DOWNLOAD_READ_TIMEOUT`` (seconds, default 60): the longest wait for the response or
   for its next bytes; a server that accepts and never answers fails after this.
+- ``MASKRCNN_DOWNLOAD_MIN_RATE`` (bytes per second, default 1024; 0 turns it off): the slowest
+  average rate accepted over each successive READ_TIMEOUT seconds of the transfer, so a server that
+  drips a byte at a time (each wait short of READ_TIMEOUT) fails instead of never ending, while a
+  slow but working link (a 170 MB ``R-101.pkl`` at 100 kB/s: half an hour) still gets there.
+- ``MASKRCNN_DOWNLOAD_TIMEOUT`` (seconds, default unset: no limit): the longest one attempt may take,
+  for those who want a hard bound whatever the rate.
 - ``MASKRCNN_DOWNLOAD_RETRIES`` (default 3): further attempts after a network error, a timeout, a
-  connection dropped mid-file or an HTTP 408/429/5xx answer. Other HTTP errors fail at once.
+  transfer too slow, a connection dropped mid-file, a file that is not a whole checkpoint or an HTTP
+  408/429/5xx answer. Other HTTP errors and an HTML page (a login or error page answered with 200)
+  fail at once.
 - ``MASKRCNN_DOWNLOAD_BACKOFF`` (seconds, default 1): the wait before the first retry; it doubles
   after each.
 
 Each attempt writes a locked temporary file beside the destination and moves it there only when it
-is complete and, where the name carries one, its hash matches; otherwise it is removed. The proxy
-variables (``https_proxy`` ...) apply as for urllib.
+is complete: as long as its ``Content-Length`` says, a whole checkpoint container (``completeness``:
+a pickle read to its end, a zip archive with its central directory, which catches a transfer cut
+short without a ``Content-Length``) and, where the name carries one, of the hash it names; otherwise
+it is removed. Temporary files that a killed download left (their lock died with it) are removed
+at the next download into the same folder. The proxy variables (``https_proxy`` ...) apply as for
+urllib.
 
 Hash rule: torch hub's, ``<name>-<hex digits>.<ext>`` where the digits start the file's SHA-256,
 checked for files from ``download.pytorch.org`` (torchvision's weights, e.g. ``resnet50-0676ba61.pth``).
@@ -39,6 +51,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional
 
 from .atomic import locked_temp_file, remove_orphaned_temp_files
+from .completeness import IncompleteCheckpoint, check_complete
 from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +61,7 @@ HASH_CHECKED_HOSTS = ("download.pytorch.org",)
 _HUB_HASH = re.compile(r"-([a-f0-9]*)\.")  # torch.hub's HASH_REGEX
 _CHUNK_BYTES = 1 << 20
 _RETRIED_HTTP_CODES = (408, 429)
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,8 @@ class DownloadSettings:
     read_timeout: float = 60.0
     retries: int = 3
     backoff: float = 1.0
+    min_rate: float = 1024.0
+    timeout: Optional[float] = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "DownloadSettings":
@@ -67,6 +83,8 @@ class DownloadSettings:
             read_timeout=_env_number(environ, prefix + "READ_TIMEOUT", default.read_timeout, float, True),
             retries=_env_number(environ, prefix + "RETRIES", default.retries, int, False),
             backoff=_env_number(environ, prefix + "BACKOFF", default.backoff, float, False),
+            min_rate=_env_number(environ, prefix + "MIN_RATE", default.min_rate, float, False),
+            timeout=_env_number(environ, prefix + "TIMEOUT", default.timeout, float, True),
         )
 
 
@@ -96,6 +114,43 @@ def expected_sha256_prefix(url: str) -> Optional[str]:
 
 class _ConnectTimeout(TimeoutError):
     pass
+
+
+class _TooSlow(TimeoutError):
+    """The transfer broke ``MASKRCNN_DOWNLOAD_MIN_RATE`` or ``MASKRCNN_DOWNLOAD_TIMEOUT``; the message says which."""
+
+
+class _HtmlAnswer(http.client.HTTPException):
+    """The server answered with an HTML page, not a file (not retried: it would answer the same)."""
+
+
+class _NotACheckpoint(Exception):
+    """The bytes received are not a whole checkpoint container (retried: a transfer may have been cut)."""
+
+
+class _TransferGuard:
+    """Bounds one attempt's transfer: its average rate over each successive ``window`` seconds must
+    reach ``min_rate`` bytes/s, and the whole attempt must end within ``timeout`` seconds (None: no
+    limit). ``clock`` is ``time.monotonic`` but for tests."""
+
+    def __init__(self, min_rate: float, window: float, timeout: Optional[float], clock=time.monotonic):
+        self._min_rate, self._window, self._timeout, self._clock = min_rate, window, timeout, clock
+        self._start = self._mark_time = clock()
+        self._mark_bytes = 0
+
+    def check(self, received: int) -> None:
+        """Raise ``_TooSlow`` if, with ``received`` bytes so far, a bound is broken."""
+        now = self._clock()
+        if self._timeout is not None and now - self._start > self._timeout:
+            raise _TooSlow(f"not complete within {self._timeout:g} s (MASKRCNN_DOWNLOAD_TIMEOUT)")
+        elapsed = now - self._mark_time
+        if self._min_rate <= 0 or elapsed < self._window:
+            return
+        window_bytes = received - self._mark_bytes
+        if window_bytes < self._min_rate * elapsed:
+            raise _TooSlow(f"{window_bytes} bytes in {elapsed:.1f} s, under {self._min_rate:g} bytes/s "
+                           f"(MASKRCNN_DOWNLOAD_MIN_RATE)")
+        self._mark_time, self._mark_bytes = now, received
 
 
 class _LocalWriteError(OSError):
@@ -164,12 +219,17 @@ def _fetch(url: str, file, settings: DownloadSettings, progress_name: str) -> st
     opener = urllib.request.build_opener(_HTTPHandler(settings.read_timeout), _HTTPSHandler(settings.read_timeout))
     request = urllib.request.Request(url, headers={"User-Agent": "maskrcnn_multi"})
     digest = hashlib.sha256()
+    guard = _TransferGuard(settings.min_rate, settings.read_timeout, settings.timeout)
     with opener.open(request, timeout=settings.connect_timeout) as response:
+        if response.headers.get("Content-Type") and response.headers.get_content_type() in _HTML_TYPES:
+            raise _HtmlAnswer(f"the server sent an HTML page (Content-Type {response.headers['Content-Type']}) "
+                              f"where a checkpoint was expected: a login, error or mirror page, not the file")
         total = int(response.headers.get("Content-Length") or 0) or None
         received = 0
         with tqdm(total=total, unit="B", unit_scale=True, desc=progress_name, leave=False) as bar:
             while True:
-                chunk = response.read(_CHUNK_BYTES)
+                guard.check(received)
+                chunk = response.read1(_CHUNK_BYTES)  # what one wait brings: the guard sees every wait
                 if not chunk:
                     break
                 with _local_io():
@@ -183,6 +243,10 @@ def _fetch(url: str, file, settings: DownloadSettings, progress_name: str) -> st
 
 
 def _retried(error: BaseException) -> bool:
+    if isinstance(error, _NotACheckpoint):
+        return True
+    if isinstance(error, _HtmlAnswer):
+        return False
     if isinstance(error, urllib.error.HTTPError):
         return error.code in _RETRIED_HTTP_CODES or error.code >= 500
     if isinstance(error, urllib.error.URLError):
@@ -200,6 +264,8 @@ def _describe(error: BaseException, settings: DownloadSettings) -> str:
         return _describe(error.reason, settings)
     if isinstance(error, _ConnectTimeout):
         return f"{error} (MASKRCNN_DOWNLOAD_CONNECT_TIMEOUT)"
+    if isinstance(error, (_TooSlow, _HtmlAnswer, _NotACheckpoint)):
+        return str(error)
     if isinstance(error, TimeoutError):
         return f"no data for {settings.read_timeout:g} s (MASKRCNN_DOWNLOAD_READ_TIMEOUT)"
     if isinstance(error, http.client.IncompleteRead):
@@ -244,10 +310,15 @@ def download(url: str, destination: str, settings: Optional[DownloadSettings] = 
                         f"downloaded checkpoint {url} has SHA-256 {digest[:len(expected_hash)]}..., but its name says "
                         f"{expected_hash}: refusing it (nothing was cached)"
                     )
+                try:
+                    with _local_io():
+                        check_complete(temp_path)
+                except IncompleteCheckpoint as error:
+                    raise _NotACheckpoint(f"the file received is not a whole checkpoint: {error}") from error
                 with _local_io():
                     os.replace(temp_path, destination)
             return destination
-        except (OSError, http.client.HTTPException) as error:
+        except (OSError, http.client.HTTPException, _NotACheckpoint) as error:
             reason = _describe(error, settings)
             if attempt == attempts or not _retried(error):
                 tries = f" after {attempt} attempts" if attempt > 1 else ""

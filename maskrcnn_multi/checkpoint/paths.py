@@ -1,8 +1,9 @@
 """Where a checkpoint lives: ``detectron2://``, ``https://``, ``http://``, ``file://`` or a plain path.
 
 Remote files are downloaded once into the cache directory (``$MASKRCNN_MULTI_CACHE`` or
-``~/.cache/maskrcnn_multi``) under ``<host>/<path>``, by ``download.download`` (timeouts, retries,
-hash check, never a partial file).
+``~/.cache/maskrcnn_multi``) under ``<host>/<path>``, by ``download.download`` (timeouts, a minimum
+rate, retries, hash and completeness checks, never a partial file). The temporary files a killed
+download left in a file's cache folder are removed whenever that file is asked for, cached or not.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import logging
 import os
 import urllib.parse
 
-from .download import download
+from .atomic import remove_orphaned_temp_files
+from .download import DOWNLOAD_TEMP_PREFIX, download
 from .errors import CheckpointError, CheckpointNotFoundError
 
 
@@ -18,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CheckpointError", "CheckpointNotFoundError", "cache_dir", "to_url", "is_remote", "cached_path_for_url",
-    "download", "get_local_path",
+    "cached_file_hint", "download", "get_local_path",
 ]
 
 DETECTRON2_PREFIX = "detectron2://"
@@ -51,6 +53,14 @@ def cached_path_for_url(url: str, root: str | None = None) -> str:
     return os.path.join(root or cache_dir(), parsed.netloc, *parts)
 
 
+def cached_file_hint(path: str, local_path: str) -> str:
+    """What to tell a user whose ``local_path`` (given as ``path``) cannot be read: for a remote
+    ``path``, that ``local_path`` is its cached download and deleting it downloads it afresh; else ''."""
+    if not is_remote(path):
+        return ""
+    return f"; {local_path} is the cached download of {to_url(path)}: delete it to download it again"
+
+
 def get_local_path(path: str) -> str:
     """A local file for ``path``: remote URLs are fetched into the cache unless already there.
 
@@ -60,6 +70,7 @@ def get_local_path(path: str) -> str:
     if url.startswith(("https://", "http://")):
         local = cached_path_for_url(url)
         if os.path.isfile(local):
+            remove_orphaned_temp_files(os.path.dirname(local), DOWNLOAD_TEMP_PREFIX)
             logger.info("Using cached %s for %s", local, path)
             return local
         return download(url, local)
