@@ -1,4 +1,4 @@
-"""Where a checkpoint lives: ``detectron2://``, ``https://``, ``http://``, ``file://`` or a plain path.
+"""Where a checkpoint lives: ``detectron2://``, ``catalog://``, ``https://``, ``http://``, ``file://`` or a plain path.
 
 Remote files are downloaded once into the cache directory (``$MASKRCNN_MULTI_CACHE`` or
 ``~/.cache/maskrcnn_multi``) under ``<host>/<path>``, by ``download.download`` (timeouts, a minimum
@@ -25,6 +25,18 @@ __all__ = [
 
 DETECTRON2_PREFIX = "detectron2://"
 DETECTRON2_BASE_URL = "https://dl.fbaipublicfiles.com/detectron2/"
+# detectron2's ModelCatalog: ``catalog://ImageNetPretrained/<name>`` names Detectron's Caffe2 ImageNet files
+CATALOG_PREFIX = "catalog://ImageNetPretrained/"
+DETECTRON_BASE_URL = "https://dl.fbaipublicfiles.com/detectron/"
+C2_IMAGENET_MODELS = {
+    "MSRA/R-50": "ImageNetPretrained/MSRA/R-50.pkl",
+    "MSRA/R-101": "ImageNetPretrained/MSRA/R-101.pkl",
+    "FAIR/R-50-GN": "ImageNetPretrained/47261647/R-50-GN.pkl",
+    "FAIR/R-101-GN": "ImageNetPretrained/47592356/R-101-GN.pkl",
+    "FAIR/X-101-32x8d": "ImageNetPretrained/20171220/X-101-32x8d.pkl",
+    "FAIR/X-101-64x4d": "ImageNetPretrained/FBResNeXt/X-101-64x4d.pkl",
+    "FAIR/X-152-32x8d-IN5k": "ImageNetPretrained/25093814/X-152-32x8d-IN5k.pkl",
+}
 
 
 def cache_dir() -> str:
@@ -33,9 +45,17 @@ def cache_dir() -> str:
 
 
 def to_url(path: str) -> str:
-    """Expand ``detectron2://X`` to detectron2's model-zoo URL; other strings are returned unchanged."""
+    """Expand ``detectron2://X`` and ``catalog://ImageNetPretrained/X`` to the URLs detectron2 gives
+    them; other strings are returned unchanged."""
     if path.startswith(DETECTRON2_PREFIX):
         return DETECTRON2_BASE_URL + path[len(DETECTRON2_PREFIX) :]
+    if path.startswith("catalog://"):
+        name = path[len(CATALOG_PREFIX):] if path.startswith(CATALOG_PREFIX) else None
+        if name not in C2_IMAGENET_MODELS:
+            raise CheckpointNotFoundError(
+                f"MODEL.WEIGHTS {path!r}: not in detectron2's catalog (known: "
+                f"{', '.join(CATALOG_PREFIX + known for known in C2_IMAGENET_MODELS)})")
+        return DETECTRON_BASE_URL + C2_IMAGENET_MODELS[name]
     return path
 
 

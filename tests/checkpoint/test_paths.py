@@ -40,3 +40,13 @@ def test_missing_file_is_one_line_error_naming_the_path(tmp_path):
         get_local_path(str(missing))
     assert str(missing) in str(info.value) and "\n" not in str(info.value)
     assert isinstance(info.value, FileNotFoundError)
+
+
+def test_catalog_names_expand_to_detectrons_imagenet_files():
+    from maskrcnn_multi.checkpoint.paths import to_url
+
+    assert to_url("catalog://ImageNetPretrained/FAIR/X-152-32x8d-IN5k") == \
+        "https://dl.fbaipublicfiles.com/detectron/ImageNetPretrained/25093814/X-152-32x8d-IN5k.pkl"
+    assert to_url("catalog://ImageNetPretrained/MSRA/R-50").endswith("/detectron/ImageNetPretrained/MSRA/R-50.pkl")
+    with pytest.raises(CheckpointNotFoundError, match=r"'catalog://ImageNetPretrained/FAIR/X-999': not in detectron2's catalog \(known: "):
+        to_url("catalog://ImageNetPretrained/FAIR/X-999")

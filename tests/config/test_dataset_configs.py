@@ -36,3 +36,17 @@ def test_resnext_101_32x8d_builds_with_detectron2s_parameter_shapes(path, mask_o
     assert shapes["backbone.bottom_up.res5.2.conv3.weight"] == (2048, 2048, 1, 1)
     assert any(name.startswith("backbone.bottom_up.res4.22.") for name in shapes)  # 23 blocks: R-101
     assert ("roi_heads.mask_head.predictor.weight" in shapes) == mask_on
+
+
+@pytest.mark.slow
+def test_cascade_x152_with_deformable_stages_builds():
+    from maskrcnn_multi.modeling import build_model
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIGS / "Misc/cascade_mask_rcnn_X_152_32x8d_FPN_IN5k_gn_dconv.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+    names = set(build_model(cfg).state_dict())
+    assert "backbone.bottom_up.res3.0.conv2_offset.weight" in names  # deformable res3..res5
+    assert "backbone.bottom_up.res2.0.conv2_offset.weight" not in names
+    assert any(name.startswith("backbone.bottom_up.res4.35.") for name in names)  # 36 blocks: X-152
+    assert {"roi_heads.box_predictor.2.bbox_pred.weight", "roi_heads.mask_head.mask_fcn8.norm.weight"} <= names
