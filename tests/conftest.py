@@ -32,6 +32,22 @@ def tiny_shapes(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _package_logger_as_it_was():
+    """A tool run in-process (train_net.main) points the package logger at stdout and log.txt and
+    stops propagation; put it back, so later tests' caplog sees the records again."""
+    import logging
+
+    logger = logging.getLogger("maskrcnn_multi")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for handler in logger.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
     yield
