@@ -3,13 +3,16 @@
 We ship no process launcher of our own: torchrun (``python -m torch.distributed.run``) starts one
 process per device and sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT;
 ``init_distributed`` reads them. When ``train_net --num-gpus N`` (N > 1, or several machines) is run
-outside torchrun, ``launch`` logs the equivalent torchrun line and re-executes the same command under
-torchrun (``os.execv``, so signals and the exit status are torchrun's), which is what detectron2's
-``launch`` did with ``mp.spawn`` but with torchrun's error handling and elastic agent.
+outside torchrun, ``launch`` logs the equivalent torchrun line and runs torchrun's elastic agent on
+the same command, in this process (``engine.torchrun_agent``), which is what detectron2's ``launch`` did
+with ``mp.spawn`` but with torchrun's error handling. The sizes and --dist-url are checked before
+anything starts; ``MASKRCNN_DIST_TIMEOUT`` bounds the rendezvous between machines as well as the
+wait for the ranks; ranks that stop on a user error end the launch with one line and exit code 2.
 """
 import atexit
 import datetime
 import logging
+import math
 import os
 import shlex
 import socket
@@ -20,9 +23,11 @@ import torch
 import torch.distributed as dist
 
 from ..config.errors import UserError
+from .torchrun_agent import run_torchrun, wait_for_master
 
 __all__ = [
     "launch",
+    "check_launch_sizes",
     "init_distributed",
     "torchrun_command",
     "parse_dist_url",
@@ -94,7 +99,8 @@ def under_torchrun(environ=os.environ) -> bool:
 
 
 def parse_dist_url(dist_url: str) -> Tuple[str, int]:
-    """``tcp://host:port`` -> (host, port); ``auto`` -> (127.0.0.1, a free local port)."""
+    """``tcp://host:port`` -> (host, port); ``auto`` -> (127.0.0.1, a free local port). Anything else
+    (another scheme, no host, a port that is not 1..65535) is a UserError naming --dist-url."""
     if dist_url == "auto":
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind(("127.0.0.1", 0))
@@ -102,8 +108,12 @@ def parse_dist_url(dist_url: str) -> Tuple[str, int]:
     if not dist_url.startswith("tcp://") or ":" not in dist_url[len("tcp://"):]:
         raise UserError(f"--dist-url '{dist_url}' is not 'auto' or tcp://HOST:PORT")
     host, _, port = dist_url[len("tcp://"):].rpartition(":")
+    if not host:
+        raise UserError(f"--dist-url '{dist_url}' has no host (tcp://HOST:PORT)")
     if not port.isdigit():
         raise UserError(f"--dist-url '{dist_url}': port '{port}' is not a number")
+    if not 1 <= int(port) <= 65535:
+        raise UserError(f"--dist-url '{dist_url}': port {int(port)} is not in 1..65535")
     return host, int(port)
 
 
@@ -115,22 +125,28 @@ def torchrun_command(
     master_addr: str,
     master_port: int,
     module: str = "maskrcnn_multi.tools.train_net",
+    rdzv_timeout_s: Optional[int] = None,
 ) -> List[str]:
-    """argv running ``python -m <module> <script_args>`` under torchrun with these sizes."""
+    """argv running ``python -m <module> <script_args>`` under torchrun with these sizes;
+    ``rdzv_timeout_s`` bounds the static rendezvous (torchrun's default: 600 s)."""
+    rendezvous = [f"--rdzv-conf=timeout={rdzv_timeout_s}"] if rdzv_timeout_s is not None else []
     return [
         sys.executable, "-m", "torch.distributed.run",
         f"--nproc_per_node={num_gpus_per_machine}", f"--nnodes={num_machines}",
         f"--node_rank={machine_rank}", f"--master_addr={master_addr}", f"--master_port={master_port}",
-        "-m", module, *script_args,
+        *rendezvous, "-m", module, *script_args,
     ]
 
 
 def _timeout() -> datetime.timedelta:
     raw = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_S))
     try:
-        return datetime.timedelta(seconds=float(raw))
+        seconds = float(raw)
     except ValueError:
         raise UserError(f"{TIMEOUT_ENV}='{raw}' is not a number of seconds") from None
+    if not 0 < seconds < 10 ** 7:  # NaN and infinity too
+        raise UserError(f"{TIMEOUT_ENV}='{raw}' must be a positive number of seconds (below 10000000)")
+    return datetime.timedelta(seconds=seconds)
 
 
 def _env_int(name: str) -> int:
@@ -204,6 +220,17 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
+def check_launch_sizes(num_gpus_per_machine: int, num_machines: int, machine_rank: int) -> None:
+    """--num-gpus and --num-machines at least 1, --machine-rank in 0 .. num_machines - 1."""
+    if num_gpus_per_machine < 1:
+        raise UserError(f"--num-gpus {num_gpus_per_machine}: the number of processes per machine must be at least 1")
+    if num_machines < 1:
+        raise UserError(f"--num-machines {num_machines}: the number of machines must be at least 1")
+    if not 0 <= machine_rank < num_machines:
+        raise UserError(f"--machine-rank {machine_rank}: machine rank must be in 0..{num_machines - 1} "
+                        f"(--num-machines {num_machines})")
+
+
 def launch(
     main_func: Callable,
     num_gpus_per_machine: int,
@@ -214,20 +241,29 @@ def launch(
     args: tuple = (),
     module: str = "maskrcnn_multi.tools.train_net",
 ):
-    """Run ``main_func(*args)`` here, or re-execute this command under torchrun when it asks for
-    more than one process and torchrun did not start it: ``python -m <module> <script_args>``
-    (``script_args`` default to ``sys.argv[1:]``)."""
+    """Run ``main_func(*args)`` here, or, when the command asks for more than one process and torchrun
+    did not start it, run ``python -m <module> <script_args>`` under torchrun's agent (``script_args``
+    default to ``sys.argv[1:]``) and return None once every rank has finished. The sizes, --dist-url
+    and MASKRCNN_DIST_TIMEOUT are checked first (UserError); see ``engine.torchrun_agent`` for what a
+    failed rank or rendezvous raises."""
+    check_launch_sizes(num_gpus_per_machine, num_machines, machine_rank)
+    if dist_url not in (None, "auto"):
+        parse_dist_url(dist_url)  # a bad URL is refused even where one process ignores it
     world_size = num_gpus_per_machine * num_machines
     if world_size <= 1 or under_torchrun():
         return main_func(*args)
     if num_machines > 1 and (dist_url in (None, "auto")):
         raise UserError("--num-machines > 1 needs --dist-url tcp://HOST:PORT (or --master-addr/--master-port)")
     host, port = parse_dist_url(dist_url or "auto")
+    timeout_s = max(1, math.ceil(_timeout().total_seconds()))
     command = torchrun_command(
         list(sys.argv[1:] if script_args is None else script_args),
-        num_gpus_per_machine, num_machines, machine_rank, host, port, module=module,
+        num_gpus_per_machine, num_machines, machine_rank, host, port, module=module, rdzv_timeout_s=timeout_s,
     )
     logger.info("starting %d processes under torchrun: %s", num_gpus_per_machine, shlex.join(command))
+    if machine_rank > 0:
+        wait_for_master(host, port, timeout_s, machine_rank, TIMEOUT_ENV)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, command)
+    run_torchrun(command[3:], host, port, machine_rank, num_machines, world_size, timeout_s, TIMEOUT_ENV)
+    return None

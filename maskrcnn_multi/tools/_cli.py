@@ -11,8 +11,10 @@ A user error is
 - a command-line mistake found by `ArgumentParser` below (it raises UserError instead of printing the
   usage and exiting).
 It is printed as `prog: error: message` on stderr, nothing else, and the exit code is 2. Any other
-exception is a bug and keeps its traceback (exit code 1). MASKRCNN_DEBUG=1 shows the traceback of a
-user error too.
+exception is a bug and keeps its traceback (exit code 1). Ctrl-C (KeyboardInterrupt) prints
+`prog: interrupted` and exits with 130, as a shell reports a SIGINT; what was saved before stays as it
+was (checkpoints are written atomically). MASKRCNN_DEBUG=1 shows the traceback of a user error, and of
+an interruption, too.
 """
 import argparse
 import errno
@@ -22,10 +24,11 @@ from typing import Callable, NoReturn, Optional, Sequence
 
 from maskrcnn_multi.config.errors import UserError
 
-__all__ = ["ArgumentParser", "DEBUG_ENV", "USER_ERRORS", "is_user_error", "prepare_output_dir", "run_main",
+__all__ = ["ArgumentParser", "DEBUG_ENV", "INTERRUPTED_EXIT", "USER_ERRORS", "is_user_error", "prepare_output_dir", "run_main",
            "user_message"]
 
 DEBUG_ENV = "MASKRCNN_DEBUG"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 USER_ERRORS = (UserError, FloatingPointError)
 
 # errno values that describe the user's files or machine, not the program
@@ -97,13 +100,20 @@ def _prog_name(prog: Optional[str]) -> str:
 def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None,
              prog: Optional[str] = None) -> int:
     """Run a tool's `main(argv)` under the contract above; returns the exit code."""
+    debug = os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
     try:
         status = main(argv)
         return status if isinstance(status, int) else 0  # train_net returns its results
-    except (Exception, SystemExit) as error:  # not KeyboardInterrupt: Ctrl-C keeps its traceback
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{_prog_name(prog)}: interrupted", file=sys.stderr)
+        sys.stderr.flush()
+        return INTERRUPTED_EXIT
+    except (Exception, SystemExit) as error:
         if not is_user_error(error):
             raise
-        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+        if debug:
             raise
         print(f"{_prog_name(prog)}: error: {user_message(error)} ({DEBUG_ENV}=1 shows the traceback)",
               file=sys.stderr)

@@ -12,10 +12,11 @@ nothing in OUTPUT_DIR is replaced before the run has proven itself: config.yaml 
 the first training iteration (or, with --eval-only, once the weights have loaded).
 
 Several processes: run it under torchrun (``python -m torch.distributed.run --nproc_per_node N -m
-maskrcnn_multi.tools.train_net ...``); started with ``--num-gpus N`` outside torchrun it re-executes
-itself under torchrun (``engine.launch``). ``--device-ids`` maps local ranks to device indices.
-Environment: PERF_ONLY=True skips evaluation; MASKRCNN_DIST_TIMEOUT (seconds, default 300) bounds
-the wait for the other ranks.
+maskrcnn_multi.tools.train_net ...``); started with ``--num-gpus N`` outside torchrun it runs itself
+under torchrun's agent (``engine.launch``), which checks --num-gpus / --num-machines / --machine-rank /
+--dist-url first; ranks stopping on a user error end it with exit code 2. ``--device-ids`` maps local
+ranks to device indices. Environment: PERF_ONLY=True skips evaluation; MASKRCNN_DIST_TIMEOUT (seconds,
+default 300) bounds the wait for the other ranks and the rendezvous between machines.
 """
 import argparse
 import logging

@@ -119,6 +119,14 @@ CONFIG_CASES = {
     "unknown device": (["MODEL.DEVICE", "gpu"], r"unknown MODEL.DEVICE 'gpu' \(choose from: cpu, cuda, npu\)"),
     "unknown option after the pairs": (["--evil-only"], r"unrecognized arguments: --evil-only"),
     "bad dist url": (["--num-gpus", "2", "--dist-url", "udp://host"], r"--dist-url 'udp://host' is not 'auto' or tcp://"),
+    "dist url port out of range": (["--num-gpus", "2", "--dist-url", "tcp://127.0.0.1:99999"],
+                                   r"--dist-url 'tcp://127.0.0.1:99999': port 99999 is not in 1\.\.65535"),
+    "no processes": (["--num-gpus", "0"], r"--num-gpus 0: the number of processes per machine must be at least 1"),
+    "negative processes": (["--num-gpus", "-1"], r"--num-gpus -1: "),
+    "machine rank out of range": (["--num-machines", "2", "--machine-rank", "5", "--dist-url", "tcp://127.0.0.1:29511"],
+                                  r"--machine-rank 5: machine rank must be in 0\.\.1"),
+    "machine rank out of range, no dist url": (["--num-machines", "2", "--machine-rank", "5"],
+                                               r"--machine-rank 5: machine rank must be in 0\.\.1"),
     "missing weights": (["--eval-only", "MODEL.WEIGHTS", "/nonexistent/weights.pth"], r"/nonexistent/weights\.pth"),
     "bad solver value": (["SOLVER.WARMUP_METHOD", "cosine"], r"unknown SOLVER.WARMUP_METHOD 'cosine'"),
     "negative learning rate": (["SOLVER.BASE_LR", "-1"], r"'SOLVER.BASE_LR' in command-line overrides must be >= 0"),
@@ -132,6 +140,25 @@ def test_config_and_command_line_mistakes(datasets_root, previous_run, case):
     before = _snapshot(previous_run)
     _assert_user_error(_train_net(datasets_root, previous_run, *args), "train_net", pattern)
     _assert_nothing_lost(before, previous_run)
+
+
+def test_bad_dist_timeout_is_named_before_any_rank_starts(datasets_root, previous_run):
+    before = _snapshot(previous_run)
+    done = _train_net(datasets_root, previous_run, "--num-gpus", "2", MASKRCNN_DIST_TIMEOUT="abc")
+    _assert_user_error(done, "train_net", r"MASKRCNN_DIST_TIMEOUT='abc' is not a number of seconds")
+    assert "torch.distributed.run" not in done.stdout
+    _assert_nothing_lost(before, previous_run)
+
+
+def test_user_error_in_the_ranks_of_num_gpus_2_exits_2_without_torchruns_report(datasets_root, tmp_path):
+    """Each rank prints its one line; the launcher adds one naming the ranks, not ChildFailedError."""
+    done = _train_net(datasets_root, tmp_path / "ranks", "--num-gpus", "2", "MODEL.ROI_HEADS.NUM_CLASSES", "5")
+    log = f"exit code {done.returncode}\nstderr:\n{done.stderr[-3000:]}"
+    assert done.returncode == 2, log
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr, log
+    errors = [line for line in done.stderr.splitlines() if line.startswith("train_net: error: ")]
+    assert any("MODEL.ROI_HEADS.NUM_CLASSES is 5 but dataset 'shapes_train' has 3" in line for line in errors), log
+    assert re.search(r"rank\(s\) [01](, 1)? of 2 stopped on the error printed above", errors[-1]), log
 
 
 def test_missing_config_file(datasets_root, tmp_path):

@@ -63,6 +63,15 @@ def test_debug_variable_shows_the_traceback(monkeypatch):
         run_main(_raising(UserError("bad")), [])
 
 
+def test_ctrl_c_is_one_line_and_exit_code_130(capsys, monkeypatch):
+    assert run_main(_raising(KeyboardInterrupt()), [], prog="train_net") == 130
+    captured = capsys.readouterr()
+    assert captured.err == "train_net: interrupted\n" and captured.out == ""
+    monkeypatch.setenv("MASKRCNN_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        run_main(_raising(KeyboardInterrupt()), [])
+
+
 def test_exit_statuses_and_results_pass_through():
     with pytest.raises(SystemExit) as info:
         run_main(_raising(SystemExit(0)), [])

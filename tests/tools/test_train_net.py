@@ -2,8 +2,10 @@
 end-to-end runs on a tiny synthetic set printing what the ModelZoo's scripts grep."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,38 @@ def test_num_gpus_2_reexecutes_under_torchrun(datasets_root, tmp_path):
     assert "FPS = " in stdout and stdout.count("step_time = ") == 2  # rank 0 only
     checkpoint = torch.load(output_dir / "model_final.pth", weights_only=True)
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng_states"]) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_exit_130_and_keeps_the_checkpoints(datasets_root, tmp_path):
+    """SIGINT during training (as Ctrl-C from a terminal): 'train_net: interrupted', exit code 130, no
+    traceback, and the checkpoint last_checkpoint names still loads."""
+    import torch
+
+    output_dir = tmp_path / "interrupted"
+    env = dict(os.environ, MASKRCNN_MULTI_DATASETS=str(datasets_root), OMP_NUM_THREADS="1", PERF_ONLY="True",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MASKRCNN_DEBUG", None)
+    command = [sys.executable, "-m", "maskrcnn_multi.tools.train_net", "--config-file", CONFIG, *TINY,
+               "SOLVER.MAX_ITER", "500", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", str(output_dir)]
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal
+        try:
+            deadline = time.monotonic() + 240
+            while not (output_dir / "last_checkpoint").exists() and process.poll() is None:
+                assert time.monotonic() < deadline, "no checkpoint within 240 s"
+                time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            returncode = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    errors = (tmp_path / "stderr").read_text()
+    assert returncode == 130, errors[-3000:]
+    assert "Traceback" not in errors and errors.splitlines()[-1:] == ["train_net: interrupted"], errors[-3000:]
+    checkpoint = torch.load(output_dir / (output_dir / "last_checkpoint").read_text().strip(), weights_only=True)
+    assert "model" in checkpoint and checkpoint["iteration"] >= 0
 
 
 _RANK_SCRIPT = """
