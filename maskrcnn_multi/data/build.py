@@ -220,6 +220,21 @@ def per_rank_batch_size(total_batch_size: int) -> int:
     return total_batch_size // world_size
 
 
+def check_segmentations(names: Sequence[str], dataset_dicts: List[dict]) -> None:
+    """A mask model trains on instances with masks: refuse (naming the files) non-crowd annotations
+    without a segmentation, before the first batch meets one."""
+    missing = [(record, annotation) for record in dataset_dicts for annotation in record.get("annotations", ())
+               if not annotation.get("iscrowd", 0) and "segmentation" not in annotation]
+    if not missing:
+        return
+    files = [MetadataCatalog.get(name).get("json_file") for name in names]
+    record, _ = missing[0]
+    raise DatasetError(
+        f"MODEL.MASK_ON is set but {len(missing)} annotation(s) of {', '.join(str(f) for f in files if f) or ', '.join(names)} "
+        f"have no segmentation (the first on {record['file_name']}): add masks, or train with MODEL.MASK_ON False"
+    )
+
+
 TRAINING_SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler")
 
 
@@ -258,6 +273,8 @@ def build_detection_train_loader(
             cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
         )
     check_num_classes(cfg, names, dataset_dicts)
+    if cfg.MODEL.MASK_ON:
+        check_segmentations(names, dataset_dicts)
     mapper = mapper if mapper is not None else DatasetMapper.from_config(cfg, is_train=True)
     if seed is None and cfg.get("SEED", -1) >= 0:
         seed = cfg.SEED

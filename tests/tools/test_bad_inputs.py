@@ -233,7 +233,7 @@ DATA_CASES = {
                               r"dataset\(s\) bad_train \(.*bad\.json\) have no image with annotations"),
     "a mask model's annotation without segmentation": (
         lambda dataset: [annotation.pop("segmentation") for annotation in dataset["annotations"]],
-        r"an annotation .* has no segmentation, but MODEL.MASK_ON needs a mask for every instance"),
+        r"MODEL.MASK_ON is set but \d+ annotation\(s\) of .*bad\.json have no segmentation"),
 }
 
 
