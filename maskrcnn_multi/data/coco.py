@@ -83,16 +83,20 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
 
 
 def register_coco_instances(name: str, metadata: dict, json_file: str, image_root: str, *,
-                            replace: bool = False) -> None:
+                            replace: bool = False, loader: Optional[Callable[..., List[dict]]] = None,
+                            evaluator_type: str = "coco") -> None:
     """Register a COCO instances dataset under ``name`` (loaded lazily by DatasetCatalog.get).
-    With ``replace`` an earlier registration of ``name`` (data and metadata) is dropped first."""
+    With ``replace`` an earlier registration of ``name`` (data and metadata) is dropped first.
+    ``loader(json_file, image_root, name)`` (default ``load_coco_json``) reads a COCO-like format."""
     if not isinstance(name, str) or not name:
         raise DatasetError(f"dataset name must be a non-empty string, got {name!r}")
     if replace:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+    load = loader if loader is not None else load_coco_json
+    DatasetCatalog.register(name, lambda: load(json_file, image_root, name))
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type=evaluator_type,
+                                  **metadata)
 
 
 def register_coco_2017(root: Optional[str] = None) -> None:

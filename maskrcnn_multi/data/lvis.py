@@ -15,9 +15,8 @@ maskrcnn-benchmark used is read instead (``cityscapes/annotations/instancesonly_
 import os
 from typing import List, Optional
 
-from .catalog import DatasetCatalog, MetadataCatalog, datasets_root
+from .catalog import MetadataCatalog, datasets_root
 from .coco import load_coco_json, register_coco_instances
-from .validation import DatasetError
 
 __all__ = ["lvis_to_coco", "load_lvis_json", "register_lvis_instances", "register_lvis", "register_cityscapes_coco"]
 
@@ -70,13 +69,8 @@ def load_lvis_json(json_file: str, image_root: str, dataset_name: Optional[str] 
 def register_lvis_instances(name: str, metadata: dict, json_file: str, image_root: str, *,
                             replace: bool = False) -> None:
     """Register an LVIS-format dataset under ``name`` (loaded lazily), evaluated by LVISEvaluator."""
-    if not isinstance(name, str) or not name:
-        raise DatasetError(f"dataset name must be a non-empty string, got {name!r}")
-    if replace:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: load_lvis_json(json_file, image_root, name))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis", **metadata)
+    register_coco_instances(name, metadata, json_file, image_root, replace=replace, loader=load_lvis_json,
+                            evaluator_type="lvis")
 
 
 def register_lvis(root: Optional[str] = None) -> None:
