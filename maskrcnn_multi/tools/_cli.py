@@ -13,23 +13,29 @@ A user error is
 It is printed as `prog: error: message` on stderr, nothing else, and the exit code is 2. Any other
 exception is a bug and keeps its traceback (exit code 1). Ctrl-C (KeyboardInterrupt) prints
 `prog: interrupted` and exits with 130, as a shell reports a SIGINT; what was saved before stays as it
-was (checkpoints are written atomically). MASKRCNN_DEBUG=1 shows the traceback of a user error, and of
-an interruption, too.
+was (checkpoints are written atomically). SIGTERM and SIGHUP (`kill`, Slurm's `scancel`, a closed
+terminal) end the run the same way: `prog: terminated by SIGTERM`, exit code 128 + the signal's number;
+under `--num-gpus N` torchrun's agent stops the ranks first. MASKRCNN_DEBUG=1 shows the traceback of a
+user error, and of an interruption, too.
 """
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 from typing import Callable, NoReturn, Optional, Sequence
 
 from maskrcnn_multi.config.errors import UserError
 
-__all__ = ["ArgumentParser", "DEBUG_ENV", "INTERRUPTED_EXIT", "USER_ERRORS", "is_user_error", "prepare_output_dir", "run_main",
-           "user_message"]
+__all__ = ["ArgumentParser", "DEBUG_ENV", "INTERRUPTED_EXIT", "Terminated", "USER_ERRORS", "is_user_error",
+           "prepare_output_dir", "run_main", "user_message"]
 
 DEBUG_ENV = "MASKRCNN_DEBUG"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 USER_ERRORS = (UserError, FloatingPointError)
+# signals that ask a run to stop (kill, scancel, a closed terminal); SIGINT is KeyboardInterrupt's
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 # errno values that describe the user's files or machine, not the program
 _ENVIRONMENT_ERRNOS = frozenset(
@@ -38,6 +44,55 @@ _ENVIRONMENT_ERRNOS = frozenset(
         "ELOOP", "EFBIG", "EIO",
     ) if hasattr(errno, name)
 )
+
+
+class Terminated(BaseException):
+    """The run was asked to stop by signal ``signum`` (a BaseException, as KeyboardInterrupt is: no
+    ``except Exception`` on the way up swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    """The stop signals' handler in the process that installed it. A forked child (a DataLoader worker)
+    inherits it: there the signal's default action is taken instead, as before."""
+    if os.getpid() != _handler_owner[0]:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise Terminated(signum)
+
+
+_handler_owner = [0]
+
+
+def _install_stop_handlers() -> dict:
+    """Make SIGTERM and SIGHUP raise Terminated in this process; returns the handlers to put back. Left
+    alone: a parent's choice (nohup's SIG_IGN), a thread other than the main one (which cannot set
+    handlers), and a rank started by torchrun, whose agent stops its ranks by signal and reads their
+    exit codes (a rank stopped so ends as the signal's default leaves it)."""
+    if threading.current_thread() is not threading.main_thread() or "TORCHELASTIC_RUN_ID" in os.environ:
+        return {}
+    handlers = {number: signal.getsignal(number) for number in _STOP_SIGNALS}
+    _handler_owner[0] = os.getpid()
+    for number, handler in handlers.items():
+        if handler is signal.SIG_DFL:
+            signal.signal(number, _raise_terminated)
+    return handlers
+
+
+def _stop_signal(error: BaseException) -> Optional[int]:
+    """The signal number of a Terminated, or of torchrun's SignalException (the in-process agent's answer
+    to SIGTERM once it has stopped the ranks); None for anything else. That module is looked up, not
+    imported: an exception cannot be its class unless it was loaded."""
+    if isinstance(error, Terminated):
+        return error.signum
+    elastic = sys.modules.get("torch.distributed.elastic.multiprocessing.api")
+    if elastic is not None and isinstance(error, elastic.SignalException) and error.sigval != signal.SIGINT:
+        return int(error.sigval)
+    return None
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -101,6 +156,7 @@ def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[S
              prog: Optional[str] = None) -> int:
     """Run a tool's `main(argv)` under the contract above; returns the exit code."""
     debug = os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    handlers = _install_stop_handlers()
     try:
         status = main(argv)
         return status if isinstance(status, int) else 0  # train_net returns its results
@@ -110,8 +166,13 @@ def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[S
         print(f"{_prog_name(prog)}: interrupted", file=sys.stderr)
         sys.stderr.flush()
         return INTERRUPTED_EXIT
-    except (Exception, SystemExit) as error:
-        if not is_user_error(error):
+    except BaseException as error:
+        signum = _stop_signal(error)
+        if signum is not None and not debug:
+            print(f"{_prog_name(prog)}: terminated by {signal.Signals(signum).name}", file=sys.stderr)
+            sys.stderr.flush()
+            return 128 + signum
+        if signum is not None or not isinstance(error, (Exception, SystemExit)) or not is_user_error(error):
             raise
         if debug:
             raise
@@ -119,3 +180,6 @@ def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[S
               file=sys.stderr)
         sys.stderr.flush()
         return 2
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)

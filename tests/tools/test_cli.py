@@ -1,5 +1,8 @@
 """The CLI contract (tools/_cli.py): a user error is one line and exit code 2; a bug keeps its traceback."""
 import errno
+import os
+import signal
+import time
 
 import pytest
 
@@ -70,6 +73,38 @@ def test_ctrl_c_is_one_line_and_exit_code_130(capsys, monkeypatch):
     monkeypatch.setenv("MASKRCNN_DEBUG", "1")
     with pytest.raises(KeyboardInterrupt):
         run_main(_raising(KeyboardInterrupt()), [])
+
+
+def _signalled(signum):
+    def main(argv):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("the signal did not stop main")
+    return main
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_is_one_line_and_128_plus_its_number(capsys, signum):
+    before = signal.getsignal(signum)
+    assert run_main(_signalled(signum), [], prog="train_net") == 128 + signum
+    name = signal.Signals(signum).name
+    assert capsys.readouterr().err == f"train_net: terminated by {name}\n"
+    assert signal.getsignal(signum) is before  # put back when the tool returns
+
+
+def test_an_ignored_stop_signal_stays_ignored(monkeypatch):
+    """nohup's SIG_IGN (or any handler a parent set) is left as it was."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert run_main(lambda argv: signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and 7, []) == 7
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_torchruns_ranks_keep_the_default_stop_signals(monkeypatch):
+    """The agent stops a rank with SIGTERM and reads -15 from it: a rank keeps the default action."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    assert run_main(lambda argv: signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and 5, []) == 5
 
 
 def test_exit_statuses_and_results_pass_through():

@@ -163,33 +163,46 @@ def test_num_gpus_2_reexecutes_under_torchrun(datasets_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_is_one_line_exit_130_and_keeps_the_checkpoints(datasets_root, tmp_path):
-    """SIGINT during training (as Ctrl-C from a terminal): 'train_net: interrupted', exit code 130, no
-    traceback, and the checkpoint last_checkpoint names still loads."""
+@pytest.mark.parametrize("signum, args, code, line", [
+    (signal.SIGINT, [], 130, "train_net: interrupted"),
+    (signal.SIGTERM, ["DATALOADER.NUM_WORKERS", "2"], 143, "train_net: terminated by SIGTERM"),
+    (signal.SIGTERM, ["--num-gpus", "2"], 143, "train_net: terminated by SIGTERM"),
+], ids=["ctrl-c", "sigterm-with-loader-workers", "sigterm-to-the-launcher-of-2-ranks"])
+def test_a_stopped_run_is_one_line_and_keeps_the_checkpoints(datasets_root, tmp_path, signum, args, code, line):
+    """SIGINT during training (as Ctrl-C from a terminal) or SIGTERM (kill, scancel): one line, exit code
+    128 + the signal, no traceback (none from loader workers or torchrun's agent either), no process
+    left, and the checkpoint last_checkpoint names still loads."""
     import torch
 
-    output_dir = tmp_path / "interrupted"
+    output_dir = tmp_path / "stopped"
     env = dict(os.environ, MASKRCNN_MULTI_DATASETS=str(datasets_root), OMP_NUM_THREADS="1", PERF_ONLY="True",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("MASKRCNN_DEBUG", None)
     command = [sys.executable, "-m", "maskrcnn_multi.tools.train_net", "--config-file", CONFIG, *TINY,
-               "SOLVER.MAX_ITER", "500", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", str(output_dir)]
+               "SOLVER.MAX_ITER", "500", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", str(output_dir), *args]
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr,
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal
         try:
             deadline = time.monotonic() + 240
             while not (output_dir / "last_checkpoint").exists() and process.poll() is None:
                 assert time.monotonic() < deadline, "no checkpoint within 240 s"
                 time.sleep(0.2)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             returncode = process.wait(timeout=60)
+            time.sleep(1.0)
+            leftover = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout
         finally:
             if process.poll() is None:
                 process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     errors = (tmp_path / "stderr").read_text()
-    assert returncode == 130, errors[-3000:]
-    assert "Traceback" not in errors and errors.splitlines()[-1:] == ["train_net: interrupted"], errors[-3000:]
+    assert returncode == code, errors[-3000:]
+    assert "Traceback" not in errors and errors.splitlines()[-1:] == [line], errors[-3000:]
+    assert leftover.strip() == "", f"processes left in the run's session: {leftover}"
     checkpoint = torch.load(output_dir / (output_dir / "last_checkpoint").read_text().strip(), weights_only=True)
     assert "model" in checkpoint and checkpoint["iteration"] >= 0
 
