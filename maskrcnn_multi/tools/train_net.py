@@ -126,6 +126,8 @@ def parse_args(argv: Optional[Sequence[str]] = None,
     if args.master_addr or args.master_port:
         if args.dist_url:
             raise UserError("give either --dist-url or --master-addr/--master-port, not both")
+        if args.master_port is not None and not 1 <= args.master_port <= 65535:
+            raise UserError(f"--master-port {args.master_port} is not in 1..65535")
         args.dist_url = f"tcp://{args.master_addr or '127.0.0.1'}:{args.master_port or 29500}"
     return args
 

@@ -119,6 +119,7 @@ CONFIG_CASES = {
     "unknown device": (["MODEL.DEVICE", "gpu"], r"unknown MODEL.DEVICE 'gpu' \(choose from: cpu, cuda, npu\)"),
     "unknown option after the pairs": (["--evil-only"], r"unrecognized arguments: --evil-only"),
     "bad dist url": (["--num-gpus", "2", "--dist-url", "udp://host"], r"--dist-url 'udp://host' is not 'auto' or tcp://"),
+    "master port out of range": (["--num-gpus", "2", "--master-port", "99999"], r"^train_net: error: --master-port 99999 is not in 1\.\.65535"),
     "dist url port out of range": (["--num-gpus", "2", "--dist-url", "tcp://127.0.0.1:99999"],
                                    r"--dist-url 'tcp://127.0.0.1:99999': port 99999 is not in 1\.\.65535"),
     "no processes": (["--num-gpus", "0"], r"--num-gpus 0: the number of processes per machine must be at least 1"),
