@@ -97,6 +97,7 @@ class BottleneckBlock(CNNBlockBase):
 
     ``stride_in_1x1=True`` puts the stride in the first 1x1 conv (MSRA/Caffe2 weights); False puts it in
     the 3x3 conv (torchvision weights). ``[N, Cin, H, W] -> [N, Cout, H/stride, W/stride]``.
+    Subclasses replace the 3x3 conv through ``_add_conv2`` and ``_run_conv2``.
     """
 
     def __init__(
@@ -122,17 +123,7 @@ class BottleneckBlock(CNNBlockBase):
             bias=False,
             norm=get_norm(norm, bottleneck_channels),
         )
-        self.conv2 = Conv2d(
-            bottleneck_channels,
-            bottleneck_channels,
-            kernel_size=3,
-            stride=stride_3x3,
-            padding=1 * dilation,
-            bias=False,
-            groups=num_groups,
-            dilation=dilation,
-            norm=get_norm(norm, bottleneck_channels),
-        )
+        self._add_conv2(bottleneck_channels, stride_3x3, num_groups, dilation, norm)
         self.conv3 = Conv2d(
             bottleneck_channels,
             out_channels,
@@ -144,16 +135,33 @@ class BottleneckBlock(CNNBlockBase):
             if layer is not None:
                 c2_msra_fill(layer)
 
+    def _add_conv2(self, channels: int, stride: int, num_groups: int, dilation: int, norm: str) -> None:
+        """The 3x3 conv, ``conv2``."""
+        self.conv2 = Conv2d(
+            channels,
+            channels,
+            kernel_size=3,
+            stride=stride,
+            padding=1 * dilation,
+            bias=False,
+            groups=num_groups,
+            dilation=dilation,
+            norm=get_norm(norm, channels),
+        )
+
+    def _run_conv2(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
-        out = F.relu_(self.conv2(out))
+        out = F.relu_(self._run_conv2(out))
         out = self.conv3(out)
         shortcut = self.shortcut(x) if self.shortcut is not None else x
         out += shortcut
         return F.relu_(out)
 
 
-class DeformBottleneckBlock(CNNBlockBase):
+class DeformBottleneckBlock(BottleneckBlock):
     """BottleneckBlock whose 3x3 conv is deformable (detectron2's, :paper:`deformable conv`).
 
     ``conv2_offset`` (a plain 3x3 conv with bias, zero-initialised so training starts from the regular
@@ -162,77 +170,43 @@ class DeformBottleneckBlock(CNNBlockBase):
     DeformConv otherwise). ``[N, Cin, H, W] -> [N, Cout, H/stride, W/stride]``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        bottleneck_channels: int,
-        stride: int = 1,
-        num_groups: int = 1,
-        norm: str = "BN",
-        stride_in_1x1: bool = False,
-        dilation: int = 1,
-        deform_modulated: bool = False,
-        deform_num_groups: int = 1,
-    ):
-        super().__init__(in_channels, out_channels, stride)
+    def __init__(self, in_channels: int, out_channels: int, *, deform_modulated: bool = False,
+                 deform_num_groups: int = 1, **bottleneck_options):
+        # read by _add_conv2 during BottleneckBlock.__init__ (plain values may be set before Module.__init__)
         self.deform_modulated = deform_modulated
-        self.shortcut = _shortcut(in_channels, out_channels, stride, norm)
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(
-            in_channels,
-            bottleneck_channels,
-            kernel_size=1,
-            stride=stride_1x1,
-            bias=False,
-            norm=get_norm(norm, bottleneck_channels),
-        )
-        deform_conv_class, offset_channels = (ModulatedDeformConv, 27) if deform_modulated else (DeformConv, 18)
+        self.deform_num_groups = deform_num_groups
+        super().__init__(in_channels, out_channels, **bottleneck_options)
+        nn.init.constant_(self.conv2_offset.weight, 0)
+        nn.init.constant_(self.conv2_offset.bias, 0)
+
+    def _add_conv2(self, channels: int, stride: int, num_groups: int, dilation: int, norm: str) -> None:
+        """``conv2_offset``, then the deformable ``conv2`` (registered and initialised in this order)."""
+        deform_conv_class, offset_channels = (ModulatedDeformConv, 27) if self.deform_modulated else (DeformConv, 18)
         self.conv2_offset = Conv2d(
-            bottleneck_channels,
-            offset_channels * deform_num_groups,
+            channels,
+            offset_channels * self.deform_num_groups,
             kernel_size=3,
-            stride=stride_3x3,
+            stride=stride,
             padding=1 * dilation,
             dilation=dilation,
         )
         self.conv2 = deform_conv_class(
-            bottleneck_channels,
-            bottleneck_channels,
+            channels,
+            channels,
             kernel_size=3,
-            stride=stride_3x3,
+            stride=stride,
             padding=1 * dilation,
             bias=False,
             groups=num_groups,
             dilation=dilation,
-            deformable_groups=deform_num_groups,
-            norm=get_norm(norm, bottleneck_channels),
+            deformable_groups=self.deform_num_groups,
+            norm=get_norm(norm, channels),
         )
-        self.conv3 = Conv2d(
-            bottleneck_channels,
-            out_channels,
-            kernel_size=1,
-            bias=False,
-            norm=get_norm(norm, out_channels),
-        )
-        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
-            if layer is not None:
-                c2_msra_fill(layer)
-        nn.init.constant_(self.conv2_offset.weight, 0)
-        nn.init.constant_(self.conv2_offset.bias, 0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(self.conv1(x))
-        offsets = self.conv2_offset(out)
+    def _run_conv2(self, x: torch.Tensor) -> torch.Tensor:
+        offsets = self.conv2_offset(x)
         if self.deform_modulated:
             # detectron2 chunks into thirds and concatenates the first two: the first two thirds, in order
             offset_channels = offsets.shape[1] * 2 // 3
-            out = self.conv2(out, offsets[:, :offset_channels], offsets[:, offset_channels:].sigmoid())
-        else:
-            out = self.conv2(out, offsets)
-        out = F.relu_(out)
-        out = self.conv3(out)
-        shortcut = self.shortcut(x) if self.shortcut is not None else x
-        out += shortcut
-        return F.relu_(out)
+            return self.conv2(x, offsets[:, :offset_channels], offsets[:, offset_channels:].sigmoid())
+        return self.conv2(x, offsets)
