@@ -65,6 +65,26 @@ def op_path(request, monkeypatch):
     return "reference"
 
 
+RUNNERS = ("model", "inference-graph")
+
+
+def loaded_model(cfg, runner: str):
+    """cfg's model in eval mode with cfg.MODEL.WEIGHTS loaded: as built (``runner`` "model") or as the
+    fused inference graph every entry point runs ("inference-graph": FrozenBN folded, channels_last)."""
+    import torch
+
+    from maskrcnn_multi.checkpoint import DetectionCheckpointer
+    from maskrcnn_multi.modeling import build_model
+    from maskrcnn_multi.modeling.inference_graph import build_inference_graph
+
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    if runner == "inference-graph":
+        return build_inference_graph(model, memory_format=torch.channels_last)
+    assert runner == "model", runner
+    return model
+
+
 def ours_as_detections(instances) -> Detections:
     """Our Instances (``pred_boxes``, ``scores``, ``pred_classes`` [, ``pred_masks``])."""
     masks = instances.pred_masks.numpy().astype(bool) if instances.has("pred_masks") else None

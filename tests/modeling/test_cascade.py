@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from d2_matching import compare, ours_as_detections, theirs_as_detections
+from d2_matching import RUNNERS, compare, loaded_model, ours_as_detections, theirs_as_detections
 from rcnn_helpers import make_random_batch, make_small_cfg
 from d2_matching import _patch_has_kernel, native_kernels_available
-from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.config.errors import UserError
 from maskrcnn_multi.engine import DefaultPredictor
@@ -95,17 +94,12 @@ def _detections_and_ties(model, image, height, width):
     return instances, ((probabilities - 0.5).abs() < MASK_TIE).numpy()
 
 
-@pytest.mark.parametrize("runner", ["model", "inference-graph"])
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_model_matches_detectron2(op_path, zoo_dir, runner):
     """From inputs.pt, the model as built (every pixel compared) and the fused inference graph
     (channels_last; mask pixels tying the threshold left out)."""
     cfg = _zoo_cfg(zoo_dir)
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    if runner == "inference-graph":
-        from maskrcnn_multi.modeling.inference_graph import build_inference_graph
-
-        model = build_inference_graph(model, memory_format=torch.channels_last)
+    model = loaded_model(cfg, runner)
     inputs = torch.load(zoo_dir / "inputs.pt", weights_only=True)
     expected = json.loads((zoo_dir / "outputs_model.json").read_text())
     problems, compared = [], 0

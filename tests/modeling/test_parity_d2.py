@@ -10,12 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from d2_matching import compare, op_path, ours_as_detections, theirs_as_detections  # noqa: F401 (op_path: a fixture)
+from d2_matching import RUNNERS, compare, loaded_model, op_path, ours_as_detections, theirs_as_detections  # noqa: F401 (op_path: a fixture)
 
-from maskrcnn_multi.checkpoint import DetectionCheckpointer
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.engine import DefaultPredictor
-from maskrcnn_multi.modeling import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +37,12 @@ def _compare(ours_instances, record, name):
     return compare(ours_as_detections(ours_instances), theirs_as_detections(record), name, SCORE_FLOOR)
 
 
-@pytest.mark.parametrize("runner", ["model", "inference-graph"])
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_model_matches_detectron2(op_path, d2_dir, runner):
     """The model as built, and the fused inference graph every entry point runs (exact mode:
     FrozenBN folded, oneDNN convolutions with fused epilogues, channels_last)."""
     cfg = _cfg(d2_dir)
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    if runner == "inference-graph":
-        from maskrcnn_multi.modeling.inference_graph import build_inference_graph
-
-        model = build_inference_graph(model, memory_format=torch.channels_last)
+    model = loaded_model(cfg, runner)
     inputs = torch.load(d2_dir / "inputs.pt", weights_only=True)
     expected = json.loads((d2_dir / "outputs_model.json").read_text())
     problems, compared = [], 0

@@ -12,14 +12,13 @@ import os
 import cv2
 import pytest
 import torch
-from d2_matching import (compare, op_path, ours_as_detections, ours_proposals_as_detections,  # noqa: F401
+from d2_matching import (RUNNERS, compare, loaded_model, op_path, ours_as_detections, ours_proposals_as_detections,  # noqa: F401
                          theirs_as_detections)
 
-from maskrcnn_multi.checkpoint import DetectionCheckpointer, read_checkpoint
+from maskrcnn_multi.checkpoint import read_checkpoint
 from maskrcnn_multi.config import get_cfg
 from maskrcnn_multi.engine import DefaultPredictor
 from maskrcnn_multi.modeling import build_model
-from maskrcnn_multi.modeling.inference_graph import build_inference_graph
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +59,11 @@ def test_checkpoint_names_and_shapes_equal_the_model(case_dir):
     assert {name: shape for name, shape in ours.items() if theirs[name] != shape} == {}
 
 
-@pytest.mark.parametrize("runner", ["model", "inference-graph"])
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_model_matches_detectron2(op_path, case_dir, runner):
     """The model as built, and the fused inference graph (FrozenBN folded, GN left as it is, channels_last)."""
     cfg = _cfg(case_dir)
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    if runner == "inference-graph":
-        model = build_inference_graph(model, memory_format=torch.channels_last)
+    model = loaded_model(cfg, runner)
     inputs = torch.load(case_dir / "inputs.pt", weights_only=True)
     expected = json.loads((case_dir / "outputs_model.json").read_text())
     assert sorted(inputs) == sorted(expected)
